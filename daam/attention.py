@@ -1,0 +1,424 @@
+"""Density Adaptive Attention (DAAM): gate every element by a learned density of its z-score.
+
+For an input x and a normalisation axis, each element is standardised against the
+statistics of its slice, z = (x - mean) / sqrt(var + eps), and multiplied by a gate
+g(z) drawn from a per-head density with K learnable components:
+
+    mixture (default): g(z) = sum_k w_k exp(-(z - mu_k)^2 / (2 s_k^2))    in [0, 1]
+    product (original): g(z) = prod_k exp(-(z - mu_k)^2 / (2 s_k^2))
+
+A product of Gaussians is itself one (scaled) Gaussian, so "product" can never be
+multi-modal; it is kept for compatibility with the original release and to show
+that collapse. Both gates are evaluated from their exponents (log space), so no
+factor underflows before the others are combined.
+
+Heads are independent parameter sets. By default the normalisation axis is cut into
+num_heads contiguous chunks (the last takes the remainder), each with its own
+statistics and density. With head_axis=d, axis d is cut into head groups instead and
+the statistics stay along the normalisation axis. Every head and density is computed
+in one batched expression; nothing loops over them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODES = ("mixture", "product")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _resolve_axis(name: str, axis: int, ndim: int, shape: torch.Size) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an input of shape {tuple(shape)} ({ndim} dims)")
+    return axis % ndim
+
+
+def head_index(size: int, num_heads: int, device: torch.device | None = None) -> torch.Tensor:
+    """Head of each of `size` entries: chunks of size // num_heads, the last head takes the remainder."""
+    chunk = size // num_heads
+    return torch.arange(size, device=device).div(chunk, rounding_mode="floor").clamp_(max=num_heads - 1)
+
+
+# Elements per chunk of the (rows, positions, cols, densities) work tensor: small enough to stay in
+# cache, large enough that per-op overhead is negligible.
+_CHUNK_ELEMENTS = 1 << 19
+
+
+def _chunks(z3: torch.Tensor, per_element: int):
+    """Slices (a, :, b) of a (A, P, B) tensor, each about _CHUNK_ELEMENTS * per_element elements."""
+    A, P, B = z3.shape
+    budget = max(1, _CHUNK_ELEMENTS // (P * per_element))
+    b_step = B if B <= budget else budget
+    a_step = max(1, budget // b_step)
+    for a in range(0, A, a_step):
+        for b in range(0, B, b_step):
+            yield slice(a, a + a_step), slice(b, b + b_step)
+
+
+class _MixtureGate(torch.autograd.Function):
+    """Mixture gate sum_k exp(e_k) for z of shape (A, P, B) and per-position parameters (P, 1, K).
+
+    e_k = log w_k - c_k (z - mu_k)^2 with c_k = 1 / (2 s_k^2) is <= 0, so no exp overflows and
+    the sum of non-negative terms cannot cancel: the same value as exp(logsumexp(e)) without
+    its max-shift passes. Works chunk by chunk and keeps only z and the parameters for
+    backward, which recomputes the components: the (A, P, B, K) tensor never exists whole."""
+
+    @staticmethod
+    def forward(ctx, z, offsets, neg_inv_two_var, log_w):
+        ctx.save_for_backward(z, offsets, neg_inv_two_var, log_w)
+        gate = torch.empty_like(z)
+        for a, b in _chunks(z, offsets.shape[-1]):
+            sq = (z[a, :, b, None] - offsets).square_()  # (a, P, b, K)
+            gate[a, :, b] = torch.addcmul(log_w, sq, neg_inv_two_var).exp_().sum(-1)
+        return gate
+
+    @staticmethod
+    def backward(ctx, grad_gate):
+        z, offsets, neg_inv_two_var, log_w = ctx.saved_tensors
+        grad_z = torch.empty_like(z)
+        grad_mu, grad_c, grad_lw = (torch.zeros_like(offsets) for _ in range(3))
+        for a, b in _chunks(z, offsets.shape[-1]):
+            diff = z[a, :, b, None] - offsets  # (a, P, b, K)
+            # d gate / d e_k is the k-th component exp(e_k)
+            term = torch.addcmul(log_w, diff.square(), neg_inv_two_var).exp_().mul_(grad_gate[a, :, b, None])
+            grad_lw += term.sum((0, 2)).unsqueeze(1)
+            weighted = term.mul_(diff)  # d e_k / d z = -2 c_k diff = 2 * neg_c * diff
+            grad_z[a, :, b] = (weighted * neg_inv_two_var).sum(-1).mul_(2)
+            grad_mu -= weighted.sum((0, 2)).unsqueeze(1)
+            grad_c += weighted.mul_(diff).sum((0, 2)).unsqueeze(1)
+        grad_mu *= 2 * neg_inv_two_var
+        return grad_z, grad_mu, grad_c, grad_lw
+
+
+class _DensityAttention(nn.Module):
+    """Shared implementation: `num_heads` parameter sets of `num_densities` components each."""
+
+    def __init__(
+        self,
+        norm_axis: int,
+        num_heads: int,
+        num_densities: int,
+        padding_value: float | None = None,
+        mean_offset_init: float = 0.0,
+        eps: float = 1e-8,
+        mode: str = "mixture",
+        head_axis: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("num_heads", num_heads)
+        _check_positive_int("num_densities", num_densities)
+        if not isinstance(norm_axis, int) or isinstance(norm_axis, bool):
+            raise ValueError(f"norm_axis must be an int, got {norm_axis!r}")
+        if head_axis is not None and (not isinstance(head_axis, int) or isinstance(head_axis, bool)):
+            raise ValueError(f"head_axis must be an int or None, got {head_axis!r}")
+        if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.norm_axis, self.head_axis = norm_axis, head_axis
+        self.num_heads, self.num_densities = num_heads, num_densities
+        self.padding_value, self.eps, self.mode = padding_value, float(eps), mode
+
+        # Scales start spread around 1 so the components are distinguishable from the first step.
+        spread = torch.linspace(0.5, 1.5, num_densities) if num_densities > 1 else torch.ones(1)
+        raw_scale = spread + torch.log(-torch.expm1(-spread))  # inverse softplus
+        self.mean_offsets = nn.Parameter(torch.full((num_heads, num_densities), float(mean_offset_init)))
+        self.raw_scales = nn.Parameter(raw_scale.repeat(num_heads, 1))
+        self.mixture_logits = nn.Parameter(torch.zeros(num_heads, num_densities))
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def scales(self) -> torch.Tensor:  # (heads, densities), strictly positive
+        return F.softplus(self.raw_scales) + 1e-3
+
+    @property
+    def mixture_weights(self) -> torch.Tensor:  # (heads, densities), rows sum to 1
+        return torch.softmax(self.mixture_logits, dim=-1)
+
+    def collapsed_gaussian(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The single Gaussian a product of the K densities equals, per head: (offset, scale, peak).
+
+        prod_k exp(-c_k (z - mu_k)^2) = peak * exp(-(z - m)^2 / (2 S^2)) with precision
+        1/S^2 = sum_k 1/s_k^2, m the precision-weighted mean of the mu_k and peak <= 1.
+        Shapes (heads,)."""
+        c = 0.5 / self.scales.square()  # (heads, K)
+        total = c.sum(-1)
+        centre = (c * self.mean_offsets).sum(-1) / total
+        residual = (c * (self.mean_offsets - centre[:, None]).square()).sum(-1)
+        return centre, torch.rsqrt(2 * total), torch.exp(-residual)
+
+    def _gate(self, z: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+        """Gate of z (A, P, B), where heads (P,) gives each position's head."""
+        if self.mode == "product":  # one Gaussian per head: one exp per element instead of K
+            centre, scale, peak = (t[heads].unsqueeze(1) for t in self.collapsed_gaussian())  # (P, 1)
+            return torch.exp(-0.5 * ((z - centre) / scale).square()) * peak
+        neg_inv_two_var = -0.5 / self.scales.square()
+        log_w = torch.log_softmax(self.mixture_logits, dim=-1)
+        params = (p[heads].unsqueeze(1) for p in (self.mean_offsets, neg_inv_two_var, log_w))  # (P, 1, K)
+        return _MixtureGate.apply(z.contiguous(), *params)
+
+    def density_parameters(self) -> dict:
+        """Per-head density parameters as detached float32 tensors of shape (heads, densities).
+
+        In product mode also the single Gaussian the product equals (collapsed_*, shape (heads,))."""
+        with torch.no_grad():
+            params = {
+                "offsets": self.mean_offsets.float().clone(),
+                "scales": self.scales.float(),
+                "weights": self.mixture_weights.float(),
+                "mode": self.mode,
+            }
+            if self.mode == "product":
+                params["collapsed_offset"], params["collapsed_scale"], params["collapsed_peak"] = (
+                    t.float() for t in self.collapsed_gaussian())
+        return params
+
+    @torch.no_grad()
+    def density_curve(self, z: torch.Tensor, components: bool = False):
+        """Every head's gate over a 1-D grid of z: (heads, grid).
+
+        With components=True also returns each component, (heads, densities, grid):
+        w_k N_k(z) in mixture mode (they sum to the gate), the factors in product mode."""
+        grid = torch.as_tensor(z, dtype=torch.float32, device=self.mean_offsets.device).reshape(1, 1, -1)
+        heads = torch.arange(self.num_heads, device=grid.device)
+        gate = self._gate(grid.expand(1, self.num_heads, -1), heads)[0]
+        if not components:
+            return gate
+        expo = -(grid[0, :, :, None] - self.mean_offsets[:, None]).square() * (0.5 / self.scales.square())[:, None]
+        if self.mode == "mixture":
+            expo = expo + torch.log_softmax(self.mixture_logits, -1)[:, None]
+        return gate, expo.exp().transpose(1, 2)  # (heads, densities, grid)
+
+    # ---------------------------------------------------------------- forward
+    def _real_mask(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=x.device)
+            if mask.dtype != torch.bool:
+                raise ValueError(f"mask must be boolean (True = real entry), got dtype {mask.dtype}")
+            try:
+                return torch.broadcast_to(mask, x.shape)
+            except RuntimeError:
+                raise ValueError(
+                    f"mask of shape {tuple(mask.shape)} does not broadcast to the input shape {tuple(x.shape)}"
+                ) from None
+        if self.padding_value is None:
+            return None
+        if isinstance(self.padding_value, float) and math.isnan(self.padding_value):
+            return ~torch.isnan(x)
+        return x != self.padding_value
+
+    def _check_input(self, x: torch.Tensor) -> tuple[int, int]:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 1:
+            raise ValueError(f"input must have at least 1 dimension, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        norm_axis = _resolve_axis("norm_axis", self.norm_axis, x.dim(), x.shape)
+        param_axis = norm_axis
+        if self.head_axis is not None:
+            param_axis = _resolve_axis("head_axis", self.head_axis, x.dim(), x.shape)
+        if x.shape[param_axis] < self.num_heads:
+            which = "norm_axis" if self.head_axis is None else "head_axis"
+            raise ValueError(
+                f"num_heads={self.num_heads} exceeds the {x.shape[param_axis]} entries on {which}={param_axis} "
+                f"of the input of shape {tuple(x.shape)}"
+            )
+        return norm_axis, param_axis
+
+    def _segment_z_scores(self, x3: torch.Tensor, weight: torch.Tensor | None, heads: torch.Tensor):
+        """z-scores with statistics per head chunk of P, for x3 of shape (A, P, B)."""
+        A, P, B = x3.shape
+        H = self.num_heads
+        if P % H == 0:  # even chunks: a free view (A, heads, chunk, B)
+            def per_head(values):  # (A, P, B) -> (A, heads, 1, B)
+                return values.view(A, H, P // H, B).sum(2, keepdim=True)
+
+            def spread(values):  # (A, heads, 1, B) -> (A, P, B)
+                return values.expand(A, H, P // H, B).reshape(A, P, B)
+
+            count_shape = (1, H, 1, 1)
+        else:  # the last head takes the remainder: segment sums, still no loop over heads
+            def per_head(values):
+                return values.new_zeros(A, H, B).index_add(1, heads, values)
+
+            def spread(values):
+                return values.index_select(1, heads)
+
+            count_shape = (1, H, 1)
+
+        if weight is None:  # entries per head, shaped like per_head's output
+            count = torch.bincount(heads, minlength=H).to(x3.dtype).view(count_shape)
+        else:
+            count = per_head(weight).clamp(min=1)
+        mean = per_head(x3 if weight is None else x3 * weight) / count
+        centred = x3 - spread(mean)
+        sq = centred.square() if weight is None else centred.square() * weight
+        return centred * spread(torch.rsqrt(per_head(sq) / count + self.eps))
+
+    def _axis_z_scores(self, x: torch.Tensor, weight: torch.Tensor | None, norm_axis: int):
+        """z-scores with statistics along norm_axis, for every position of the other axes."""
+        if weight is None:
+            mean = x.mean(norm_axis, keepdim=True)
+            var = (x - mean).square().mean(norm_axis, keepdim=True)
+        else:
+            count = weight.sum(norm_axis, keepdim=True).clamp(min=1)
+            mean = (x * weight).sum(norm_axis, keepdim=True) / count
+            var = ((x - mean).square() * weight).sum(norm_axis, keepdim=True) / count
+        return (x - mean) * torch.rsqrt(var + self.eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        return_attention_details: bool = False,
+    ):
+        """y = x * gate(z); padding entries come out unchanged.
+
+        mask: optional boolean tensor broadcastable to x, True = real entry (overrides padding_value).
+        return_weights / return_attention_details: also return the gates, shaped like x."""
+        norm_axis, param_axis = self._check_input(x)
+        in_dtype, shape = x.dtype, x.shape
+        x = x.float() if in_dtype in _LOW_PRECISION else x
+        real = self._real_mask(x, mask)
+        if x.numel() == 0:  # nothing to gate
+            y = x.to(in_dtype)
+            return (y, torch.ones_like(y)) if (return_weights or return_attention_details) else y
+
+        weight = None if real is None else real.to(x.dtype)
+        # View as (A, P, B) with P the axis the heads are laid along: a free reshape, no transposes.
+        A, P, B = math.prod(shape[:param_axis]), shape[param_axis], math.prod(shape[param_axis + 1:])
+        heads = head_index(P, self.num_heads, x.device)  # (P,)
+        if self.head_axis is None:
+            z = self._segment_z_scores(x.reshape(A, P, B), None if weight is None else weight.reshape(A, P, B), heads)
+        else:
+            z = self._axis_z_scores(x, weight, norm_axis)
+        z = z.reshape(A, P, B)
+        if real is not None:
+            z = z.masked_fill(~real.reshape(A, P, B), 0.0)  # padding's z is meaningless: keep it finite
+        gate = self._gate(z, heads).reshape(shape)
+        if real is not None:
+            gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched
+        y = (x * gate).to(in_dtype)
+        if return_weights or return_attention_details:
+            return y, gate.to(in_dtype)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"norm_axis={self.norm_axis}, num_heads={self.num_heads}, num_densities={self.num_densities}, "
+            f"mode={self.mode!r}, head_axis={self.head_axis}, eps={self.eps}"
+        )
+
+
+class DensityAdaptiveAttention(_DensityAttention):
+    """One density over the whole normalisation axis.
+
+    `num_heads` is accepted so code written against the original release (whose
+    single module receives it from its multi-head parent) keeps working; a single
+    module is one head."""
+
+    def __init__(
+        self,
+        norm_axis: int,
+        num_heads: int,
+        num_densities: int,
+        padding_value: float | None = None,
+        mean_offset_init: float = 0.0,
+        eps: float = 1e-8,
+        mode: str = "mixture",
+    ) -> None:
+        _check_positive_int("num_heads", num_heads)
+        super().__init__(norm_axis, 1, num_densities, padding_value, mean_offset_init, eps, mode)
+        self.requested_heads = num_heads
+
+
+class MultiHeadDensityAdaptiveAttention(_DensityAttention):
+    """num_heads independent densities over chunks of norm_axis, or over groups of head_axis."""
+
+    def __init__(
+        self,
+        norm_axis: int,
+        num_heads: int,
+        num_densities: int,
+        padding_value: float | None = None,
+        eps: float = 1e-8,
+        mode: str = "mixture",
+        head_axis: int | None = None,
+        mean_offset_init: float = 0.0,
+    ) -> None:
+        super().__init__(norm_axis, num_heads, num_densities, padding_value, mean_offset_init, eps, mode, head_axis)
+
+
+class DensityBlock(nn.Module):
+    """num_layers residual multi-head layers: x <- x + layer_i(x) on real entries."""
+
+    def __init__(
+        self,
+        norm_axes: Sequence[int],
+        num_heads: Sequence[int],
+        num_densities: Sequence[int],
+        num_layers: int,
+        padding_value: float | None = None,
+        eps: float = 1e-8,
+        mode: str = "mixture",
+    ) -> None:
+        super().__init__()
+        _check_positive_int("num_layers", num_layers)
+        for name, values in (("norm_axes", norm_axes), ("num_heads", num_heads), ("num_densities", num_densities)):
+            if not isinstance(values, Sequence) or len(values) != num_layers:
+                got = len(values) if isinstance(values, Sequence) else type(values).__name__
+                raise ValueError(f"{name} must be a list of num_layers={num_layers} entries, got {got}")
+        self.padding_value = padding_value
+        self.layers = nn.ModuleList(
+            MultiHeadDensityAdaptiveAttention(axis, heads, k, padding_value, eps, mode)
+            for axis, heads, k in zip(norm_axes, num_heads, num_densities)
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        return_attention_details: bool = False,
+    ):
+        """With return_weights or return_attention_details: (y, {"layer_0": gates, ...})."""
+        # Padding is found once, on the input: the residual sum would otherwise change it.
+        real = self.layers[0]._real_mask(x, mask) if isinstance(x, torch.Tensor) else None
+        details = {}
+        for i, layer in enumerate(self.layers):
+            gated, details[f"layer_{i}"] = layer(x, mask=real, return_weights=True)
+            x = x + gated if real is None else torch.where(real, x + gated, x)
+        return (x, details) if (return_weights or return_attention_details) else x
+
+
+# Gaussian-named twins of the original GaussianAdaptiveAttention release.
+class GaussianAdaptiveAttention(DensityAdaptiveAttention):
+    def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
+                 mean_offset_init: float = 0.0, eps: float = 1e-8, mode: str = "mixture") -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps, mode)
+
+
+class MultiHeadGaussianAdaptiveAttention(MultiHeadDensityAdaptiveAttention):
+    def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
+                 eps: float = 1e-8, mode: str = "mixture", head_axis: int | None = None,
+                 mean_offset_init: float = 0.0) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mode, head_axis, mean_offset_init)
+
+
+class GaussianBlock(DensityBlock):
+    def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_gaussians: Sequence[int],
+                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8,
+                 mode: str = "mixture") -> None:
+        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps, mode)
