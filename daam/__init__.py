@@ -17,3 +17,9 @@ __all__ = [
     "MultiHeadGaussianAdaptiveAttention",
     "GaussianBlock",
 ]
+
+from .explanation import Explanation  # noqa: E402
+from .hub import load_pretrained  # noqa: E402
+from .model import DAAMClassifier, DAAMConfig  # noqa: E402
+
+__all__ += ["DAAMClassifier", "DAAMConfig", "Explanation", "load_pretrained"]

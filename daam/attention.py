@@ -277,6 +277,29 @@ class _DensityAttention(nn.Module):
             var = ((x - mean).square() * weight).sum(norm_axis, keepdim=True) / count
         return (x - mean) * torch.rsqrt(var + self.eps)
 
+    def _z_scores(self, x, real, norm_axis: int, heads: torch.Tensor, view: tuple[int, int, int]) -> torch.Tensor:
+        """z-scores of x (float32 or wider) as the (A, P, B) view; padding gets z = 0."""
+        weight = None if real is None else real.to(x.dtype)
+        if self.head_axis is None:
+            z = self._segment_z_scores(x.reshape(view), None if weight is None else weight.reshape(view), heads)
+        else:
+            z = self._axis_z_scores(x, weight, norm_axis).reshape(view)
+        if real is not None:
+            z = z.masked_fill(~real.reshape(view), 0.0)  # padding's z is meaningless: keep it finite
+        return z
+
+    @torch.no_grad()
+    def z_scores(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The standardised input each gate is evaluated at, shaped like x (float32; padding: 0)."""
+        norm_axis, param_axis = self._check_input(x)
+        x = x.float() if x.dtype in _LOW_PRECISION else x
+        if x.numel() == 0:
+            return x.clone()
+        shape = x.shape
+        P = shape[param_axis]
+        view = (math.prod(shape[:param_axis]), P, math.prod(shape[param_axis + 1:]))
+        return self._z_scores(x, self._real_mask(x, mask), norm_axis, head_index(P, self.num_heads, x.device), view).reshape(shape)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -296,17 +319,10 @@ class _DensityAttention(nn.Module):
             y = x.to(in_dtype)
             return (y, torch.ones_like(y)) if (return_weights or return_attention_details) else y
 
-        weight = None if real is None else real.to(x.dtype)
         # View as (A, P, B) with P the axis the heads are laid along: a free reshape, no transposes.
         A, P, B = math.prod(shape[:param_axis]), shape[param_axis], math.prod(shape[param_axis + 1:])
         heads = head_index(P, self.num_heads, x.device)  # (P,)
-        if self.head_axis is None:
-            z = self._segment_z_scores(x.reshape(A, P, B), None if weight is None else weight.reshape(A, P, B), heads)
-        else:
-            z = self._axis_z_scores(x, weight, norm_axis)
-        z = z.reshape(A, P, B)
-        if real is not None:
-            z = z.masked_fill(~real.reshape(A, P, B), 0.0)  # padding's z is meaningless: keep it finite
+        z = self._z_scores(x, real, norm_axis, heads, (A, P, B))
         gate = self._gate(z, heads).reshape(shape)
         if real is not None:
             gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched

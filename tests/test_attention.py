@@ -216,6 +216,7 @@ def test_density_curve_agrees_with_forward():
     # recompute z for head 0 (positions 0..2) and evaluate the curve there
     part = x[:, :3]
     z = (part - part.mean(1, keepdim=True)) / torch.sqrt(part.var(1, unbiased=False, keepdim=True) + m.eps)
+    torch.testing.assert_close(m.z_scores(x)[:, :3], z)
     curve = m.density_curve(z.flatten())[0].reshape(z.shape)
     torch.testing.assert_close(curve, gate[:, :3])
 

@@ -1,0 +1,36 @@
+"""Baselines trained on the same cached encoder features as DAAM, for side-by-side results."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .model import masked_mean
+
+
+class MeanPoolProbe(nn.Module):
+    """Last layer, masked mean over positions, linear probe."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(masked_mean(hidden[:, -1], mask[:, :, None], dim=1)))
+
+
+class AttentionPool(nn.Module):
+    """Last layer, softmax attention pooling with a learned query, linear head."""
+
+    def __init__(self, dim: int, num_classes: int, num_heads: int = 4) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * dim**-0.5)
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, return_weights: bool = False):
+        states = hidden[:, -1]  # (batch, positions, dim)
+        pooled, weights = self.attention(self.query.expand(len(states), -1, -1), states, states,
+                                         key_padding_mask=~mask, average_attn_weights=False)
+        logits = self.head(self.norm(pooled[:, 0]))
+        return (logits, weights[:, :, 0]) if return_weights else logits  # weights: (batch, heads, positions)

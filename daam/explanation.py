@@ -1,0 +1,63 @@
+"""Explanation: everything the view needs about one prediction, as plain Python and numpy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+
+@dataclass
+class Explanation:
+    modality: str
+    labels: list[str]
+    probabilities: list[float]
+    predicted_label: str
+    position_labels: list[str]  # one per real position: tokens, patch "r,c", times
+    position_weights: np.ndarray  # (heads, positions): mean gate over each head's channels
+    layer_importance: np.ndarray  # (layers, dim): the Importance Factor, mean gate per layer and feature
+    layer_names: list[str]
+    # {"layers"|"positions": {"offsets", "scales", "weights": (heads, densities), "mode",
+    #   "grid": (G,), "curve": (heads, G), "components": (heads, densities, G), product mode: "collapsed_*"}}
+    density: dict
+    z_values: dict  # {"layers"|"positions": [per head: 1-D array of this input's z-values]}
+    truncated: bool
+    timings: dict  # {"encoder_ms", "daam_ms"}
+    extras: dict = field(default_factory=dict)  # modality-specific data for the view
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        # Arrays in extras keep their dtype (an image stays uint8) through the round trip.
+        data["extras"] = {k: ({"array": v.tolist(), "dtype": str(v.dtype)} if isinstance(v, np.ndarray) else v)
+                          for k, v in self.extras.items()}
+        return json.dumps(_to_plain(data))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Explanation":
+        data = json.loads(text)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown Explanation fields: {sorted(unknown)}")
+        data["position_weights"] = np.asarray(data["position_weights"], dtype=np.float32)
+        data["layer_importance"] = np.asarray(data["layer_importance"], dtype=np.float32)
+        data["density"] = {
+            stage: {k: (v if isinstance(v, str) else np.asarray(v, dtype=np.float32)) for k, v in params.items()}
+            for stage, params in data["density"].items()
+        }
+        data["z_values"] = {stage: [np.asarray(v, dtype=np.float32) for v in heads] for stage, heads in data["z_values"].items()}
+        data["extras"] = {k: (np.asarray(v["array"], dtype=v["dtype"]) if isinstance(v, dict) and "array" in v else v)
+                          for k, v in data.get("extras", {}).items()}
+        return cls(**data)
+
+
+def _to_plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value

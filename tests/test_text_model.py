@@ -1,0 +1,171 @@
+"""The text DAAM classifier: explain(), checkpoint I/O, bad input, the training script, the shipped checkpoint."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from daam import DAAMClassifier, DAAMConfig, Explanation, load_pretrained
+from daam.encoders import TextEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "text"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder()
+
+
+@pytest.fixture(scope="module")
+def model(encoder):
+    torch.manual_seed(0)
+    config = DAAMConfig("text", ["rotten", "fresh"], encoder.num_layers, encoder.dim,
+                        layer_names=encoder.layer_names, encoder={"name": encoder.name})
+    m = DAAMClassifier(config).eval()
+    with torch.no_grad():  # off the symmetric initialisation, so heads differ
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    m.set_encoder(encoder)
+    return m
+
+
+def test_save_load_round_trip_gives_identical_logits(model, encoder, tmp_path):
+    model.save_pretrained(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"model.safetensors", "config.json"}
+    loaded = load_pretrained(tmp_path)
+    loaded.set_encoder(encoder)
+    batch = encoder(["A gorgeous film.", "Dull, dull, dull and far too long."])
+    torch.testing.assert_close(loaded(batch.hidden, batch.mask), model(batch.hidden, batch.mask), rtol=0, atol=0)
+
+
+def test_explain_shapes_and_ranges(model):
+    sentences = ["A gorgeous, moving film.", "The worst sequel of the year.", "Fine."]
+    for e, text in zip(model.explain_batch(sentences), sentences):
+        n = len(e.position_labels)
+        assert e.position_labels[0] == "[CLS]" and e.position_labels[-1] == "[SEP]"
+        assert e.position_weights.shape == (4, n)
+        assert e.layer_importance.shape == (7, 384) and len(e.layer_names) == 7
+        assert ((e.position_weights >= 0) & (e.position_weights <= 1)).all()
+        assert ((e.layer_importance >= 0) & (e.layer_importance <= 1)).all()
+        assert abs(sum(e.probabilities) - 1) < 1e-5 and e.predicted_label == e.labels[int(np.argmax(e.probabilities))]
+        assert len(e.z_values["positions"]) == 4 and all(0 < len(z) <= 1000 for z in e.z_values["positions"])
+        assert e.density["positions"]["offsets"].shape == (4, 3) and e.density["layers"]["mode"] == "mixture"
+        d = e.density["positions"]
+        assert d["curve"].shape == (4, len(d["grid"])) and d["components"].shape == (4, 3, len(d["grid"]))
+        np.testing.assert_allclose(d["components"].sum(1), d["curve"], rtol=1e-5)
+        assert not e.truncated and e.timings["encoder_ms"] > 0 and e.timings["daam_ms"] > 0
+        assert not any(isinstance(v, torch.Tensor) for v in vars(e).values())
+    # the batched form gives the same answer as one at a time
+    single = model.explain(sentences[1])
+    np.testing.assert_allclose(single.probabilities, model.explain_batch(sentences)[1].probabilities, atol=1e-5)
+
+
+def test_json_round_trip(model):
+    e = model.explain("Smart and funny.")
+    back = Explanation.from_json(e.to_json())
+    assert back.position_labels == e.position_labels and back.predicted_label == e.predicted_label
+    np.testing.assert_allclose(back.position_weights, e.position_weights, rtol=1e-6)
+    np.testing.assert_allclose(back.density["layers"]["scales"], e.density["layers"]["scales"], rtol=1e-6)
+    np.testing.assert_allclose(back.z_values["positions"][2], e.z_values["positions"][2], rtol=1e-6)
+
+
+def test_padded_positions_carry_no_weight(model, encoder):
+    """A short sentence batched with a long one: its padding is not in its explanation and changes nothing."""
+    short = "Great."
+    alone = model.explain(short)
+    batched = model.explain_batch([short, "A long, winding, overstuffed and ultimately exhausting epic " * 5])[0]
+    assert len(batched.position_labels) == len(alone.position_labels)
+    np.testing.assert_allclose(batched.position_weights, alone.position_weights, atol=1e-5)
+    np.testing.assert_allclose(batched.probabilities, alone.probabilities, atol=1e-5)
+    # and at the gate level: padded positions keep gate 1 (untouched) and are excluded from pooling
+    enc = encoder([short, "much longer sentence with many more tokens in it"])
+    _, details = model(enc.hidden, enc.mask, return_details=True)
+    pad = ~enc.mask[0]
+    assert pad.any() and (details["position_gate"][0, pad] == 1).all()
+
+
+def test_punctuation_only_input_works(model):
+    e = model.explain("?!...")
+    assert e.position_labels[1:-1] and np.isfinite(e.position_weights).all()
+
+
+def test_very_long_input_is_truncated_and_says_so(model):
+    e = model.explain("remarkable " * 5000)
+    assert e.truncated and len(e.position_labels) == 512
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t "])
+def test_empty_text_raises_a_clear_value_error(model, bad):
+    with pytest.raises(ValueError, match="empty"):
+        model.explain(bad)
+
+
+def test_pickled_checkpoints_are_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = tmp_path / "pytorch_model.bin"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import pickle
+
+    payload.write_bytes(pickle.dumps(Exploit()))
+    for target in (tmp_path, payload):
+        with pytest.raises(ValueError, match="pickled"):
+            load_pretrained(target)
+    assert not marker.exists()
+
+
+def test_unknown_hub_id_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="offline"):
+        load_pretrained("someone/daam-text")
+
+
+def test_quick_training_run_end_to_end(tmp_path):
+    out = tmp_path / "ckpt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "daam.train", "text", "--data", str(ROOT / "tests/data/rt_fixture.csv"),
+         "--out", str(out), "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"daam", "mean_pool_probe", "attention_pool"}
+    assert metrics["split"]["sizes"] == {"train": 32, "val": 4, "test": 4}  # 'plot' rows dropped
+    assert len(metrics["results"]["daam"]["test_accuracy"]["per_seed"]) == 2
+    curves = json.loads((out / "training_curves.json").read_text())
+    assert len(curves["daam"]["0"]["val_accuracy"]) == 2
+    card = (out / "README.md").read_text()
+    assert "Smoke-test checkpoint" in card and "| model | test accuracy" in card
+    assert load_pretrained(out).config.labels == ["rotten", "fresh"]
+
+
+# Sentences written for this test (not from the training corpus), with the label a reader would give.
+HANDWRITTEN = [
+    ("An absolute joy: clever, warm and beautifully acted.", "fresh"),
+    ("A stunning achievement that stays with you long after the credits.", "fresh"),
+    ("Funny, touching and superbly directed.", "fresh"),
+    ("One of the best films I have seen in years.", "fresh"),
+    ("A gripping, intelligent thriller with a terrific lead.", "fresh"),
+    ("Tedious, shapeless and badly written.", "rotten"),
+    ("A boring, lifeless mess that wastes its cast.", "rotten"),
+    ("The jokes are stale and the plot is nonsense.", "rotten"),
+    ("Painfully dull; I checked my watch every five minutes.", "rotten"),
+    ("A lazy, cynical sequel with nothing to say.", "rotten"),
+]
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").exists(), reason="no shipped text checkpoint")
+def test_shipped_checkpoint_gets_handwritten_sentences_mostly_right():
+    """Threshold: at least 8 of the 10 unambiguous sentences (the checkpoint's test accuracy is far above 50%)."""
+    shipped = load_pretrained(SHIPPED)
+    metrics = json.loads((SHIPPED / "metrics.json").read_text())
+    assert metrics["results"]["daam"]["selected_seed"] in metrics["seeds"] and not metrics["quick"]
+    predictions = [e.predicted_label for e in shipped.explain_batch([s for s, _ in HANDWRITTEN])]
+    correct = sum(p == y for p, (_, y) in zip(predictions, HANDWRITTEN))
+    assert correct >= 8, list(zip(predictions, HANDWRITTEN))
