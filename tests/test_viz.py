@@ -1,0 +1,129 @@
+"""viz: figure structure, exact values in hover, bad arrays, and no torch/gradio import."""
+
+import subprocess
+import sys
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+import viz
+
+TOKENS = ["[CLS]", "a", "heart", "##warming", "film", "!", "[SEP]"]
+rng = np.random.default_rng(0)
+WEIGHTS = rng.uniform(0, 1, (4, len(TOKENS)))
+GRID = np.linspace(-4, 4, 41)
+COMPONENTS = np.stack([np.stack([0.5 * np.exp(-(GRID - m) ** 2 / 2) for m in (-1.5, 1.5)]) for _ in range(4)])
+DENSITY = {"grid": GRID, "curve": COMPONENTS.sum(1), "components": COMPONENTS, "mode": "mixture"}
+
+
+def test_viz_imports_neither_torch_nor_gradio():
+    code = "import sys, viz; print(any(m in sys.modules for m in ('torch', 'gradio')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_token_heatmap_holds_the_weights_and_readable_tokens():
+    fig = viz.token_heatmap(TOKENS, WEIGHTS)
+    (trace,) = fig.data
+    assert isinstance(trace, go.Heatmap) and trace.colorscale[0][1] != trace.colorscale[-1][1]
+    np.testing.assert_array_equal(np.asarray(trace.z), WEIGHTS)
+    assert list(fig.layout.xaxis.ticktext) == ["[CLS]", "a", "heart", "·warming", "film", "!", "[SEP]"]
+    assert fig.layout.xaxis.title.text == "token" and fig.layout.yaxis.title.text == "head" and fig.layout.title.text
+    # hover shows the exact weight, not a rounded one
+    assert "%{text}" in trace.hovertemplate and np.asarray(trace.text)[2, 3] == str(WEIGHTS[2, 3])
+    assert (trace.zmin, trace.zmax) == (0, 1)
+
+
+def test_token_heatmap_per_head_normalisation_spans_zero_to_one():
+    z = np.asarray(viz.token_heatmap(TOKENS, WEIGHTS * 0.1 + 0.3, normalise_per_head=True).data[0].z)
+    np.testing.assert_allclose(z.min(1), 0)
+    np.testing.assert_allclose(z.max(1), 1)
+
+
+def test_highlighted_text_escapes_and_joins_word_pieces():
+    page = viz.highlighted_text_html(["<b>", "heart", "##warming"], WEIGHTS[:, :3], head=1)
+    assert "&lt;b&gt;" in page and ">warming</span>" in page and f"weight {WEIGHTS[1, 2]:.6g}" in page
+    with pytest.raises(ValueError, match="head"):
+        viz.highlighted_text_html(TOKENS, WEIGHTS, head=9)
+
+
+def test_mixture_curves_draw_gate_components_and_histogram():
+    z = [rng.normal(size=100) for _ in range(4)]
+    fig = viz.mixture_curves(DENSITY, z)
+    names = [t.name for t in fig.data]
+    assert names.count("mixture gate") == 4 and names.count("this input's z") == 4
+    gates = [t for t in fig.data if t.name == "mixture gate"]
+    np.testing.assert_allclose(np.asarray(gates[2].y), DENSITY["curve"][2])
+    dashed = [t for t in fig.data if t.name == "component 1"]
+    assert len(dashed) == 4 and dashed[0].line.dash == "dash"
+    assert "z (standardised input)" in [a.title.text for a in fig.select_xaxes()]
+
+
+def test_layer_importance_groups_features_and_has_marginals():
+    imp = rng.uniform(0, 1, (7, 384))
+    names = ["embeddings"] + [f"layer {i}" for i in range(1, 7)]
+    fig = viz.layer_importance(imp, names, group=8)
+    heat = next(t for t in fig.data if isinstance(t, go.Heatmap))
+    assert np.asarray(heat.z).shape == (7, 48)
+    np.testing.assert_allclose(np.asarray(heat.z)[3, 5], imp[3, 40:48].mean())
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    assert len(bars) == 2
+    np.testing.assert_allclose(np.asarray(next(b for b in bars if b.orientation == "h").x), imp.mean(1))
+
+
+def test_prediction_bars():
+    fig = viz.prediction_bars(["rotten", "fresh"], [0.2, 0.8])
+    assert list(fig.data[0].y) == ["rotten", "fresh"] and list(fig.data[0].x) == [0.2, 0.8]
+
+
+@pytest.mark.parametrize("call,field", [
+    (lambda: viz.token_heatmap(TOKENS, np.full((2, 7), np.nan)), "position_weights contains NaN"),
+    (lambda: viz.token_heatmap(TOKENS, np.zeros((2, 0))), "position_weights is empty"),
+    (lambda: viz.token_heatmap(TOKENS, np.zeros((2, 5))), "5 positions but there are 7 tokens"),
+    (lambda: viz.token_heatmap(TOKENS, np.zeros(7)), "position_weights must have 2 dimensions"),
+    (lambda: viz.prediction_bars(["a"], [0.5, 0.5]), "labels \\(1\\) and probabilities \\(2\\)"),
+    (lambda: viz.layer_importance(np.zeros((7, 8)), ["x"]), "7 layers but 1 layer names"),
+    (lambda: viz.mixture_curves(DENSITY | {"curve": DENSITY["curve"][:, :5]}), "density.positions"),
+    (lambda: viz.mixture_curves(DENSITY, [np.zeros(3)]), "z_values has 1 heads"),
+])
+def test_bad_arrays_raise_value_error_naming_the_field(call, field):
+    with pytest.raises(ValueError, match=field):
+        call()
+
+
+def test_figure_json_stays_within_budget_for_the_largest_inputs():
+    """<= 300 KB each for 512 tokens, 49 patches of a noisy (incompressible) image, 10 s of audio."""
+    tokens = [f"tok{i}" for i in range(512)]
+    w512 = rng.uniform(0, 1, (4, 512))
+    figures = [
+        viz.token_heatmap(tokens, w512),
+        viz.attention_comparison(tokens, w512, rng.dirichlet(np.ones(512), 4)),
+        viz.mixture_curves({**DENSITY, "grid": np.linspace(-4, 4, 161),
+                            "curve": rng.uniform(0, 1, (4, 161)), "components": rng.uniform(0, 1, (4, 3, 161))},
+                           [rng.normal(size=1000) for _ in range(4)]),
+        viz.layer_importance(rng.uniform(0, 1, (7, 384)), [f"l{i}" for i in range(7)]),
+        viz.image_overlay(rng.integers(0, 256, (224, 224), dtype=np.uint8), rng.uniform(0, 1, (4, 49)), all_heads=True),
+        viz.audio_view(rng.normal(size=(64, 1001)), np.arange(1001) * 0.01, rng.uniform(0, 1, (4, 250)),
+                       np.arange(250) * 0.04),
+    ]
+    sizes = [len(f.to_json()) for f in figures]
+    assert max(sizes) <= 300_000, sizes
+    assert len(viz.highlighted_text_html(tokens, w512)) <= 300_000
+
+
+def test_image_overlay_places_one_cell_per_patch():
+    fig = viz.image_overlay(np.zeros((224, 224, 3), np.uint8), np.arange(4 * 49).reshape(4, 49) / 196, head=2)
+    heat = next(t for t in fig.data if isinstance(t, go.Heatmap))
+    np.testing.assert_allclose(np.asarray(heat.z), (np.arange(4 * 49).reshape(4, 49) / 196)[2].reshape(7, 7))
+    assert heat.dx == 32 and heat.x0 == 16 and "patch row" in heat.hovertemplate
+    with pytest.raises(ValueError, match="not a square patch grid"):
+        viz.image_overlay(np.zeros((8, 8), np.uint8), np.zeros((1, 5)))
+
+
+def test_audio_view_shares_a_time_axis_in_seconds():
+    fig = viz.audio_view(np.zeros((64, 100)), np.arange(100) * 0.01, rng.uniform(0, 1, (3, 25)),
+                         np.arange(25) * 0.04, heads=[0, 2])
+    lines = [t for t in fig.data if isinstance(t, go.Scatter)]
+    assert [t.name for t in lines] == ["head 0", "head 2"]
+    assert fig.layout.xaxis2.title.text == "time (s)" and fig.layout.xaxis.matches == "x2"

@@ -1,0 +1,17 @@
+"""DAAM Lens views: Plotly figures from plain Explanation data. Imports neither torch nor gradio."""
+
+from .figures import (
+    attention_comparison,
+    audio_view,
+    image_overlay,
+    display_tokens,
+    highlighted_text_html,
+    layer_importance,
+    mixture_curves,
+    prediction_bars,
+    token_heatmap,
+)
+from .explanation import explanation_figures
+
+__all__ = ["attention_comparison", "audio_view", "image_overlay", "display_tokens", "highlighted_text_html", "layer_importance", "mixture_curves", "prediction_bars",
+           "token_heatmap", "explanation_figures"]
