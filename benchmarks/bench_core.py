@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import subprocess
 import sys
 import threading
@@ -20,10 +19,11 @@ import torch
 import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from daam import MultiHeadDensityAdaptiveAttention  # noqa: E402
 from loop_reference import loop_density_attention  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 SHAPE, HEADS, DENSITIES = (8, 512, 768), 8, 4
 
@@ -41,17 +41,6 @@ def make_variant(name: str, mode: str):
     if name == "floor":
         return lambda x: x * 2
     raise ValueError(name)
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() over repeats, after one warm-up."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def fwd_bwd(fn, x):
@@ -111,13 +100,13 @@ def main() -> None:
     x = torch.randn(*SHAPE, requires_grad=True)
     print(f"x {SHAPE}, norm_axis 1, {HEADS} heads, {DENSITIES} densities, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    mha_t = timed(fwd_bwd(make_variant("mha", "mixture"), x), args.repeats)
-    floor_t = timed(forward_only(make_variant("floor", "mixture"), x), args.repeats)
+    mha_t = median_seconds(fwd_bwd(make_variant("mha", "mixture"), x), args.repeats)
+    floor_t = median_seconds(forward_only(make_variant("floor", "mixture"), x), args.repeats)
     rows = []
     for mode in ("mixture", "product"):
         ours, loop = make_variant("ours", mode), make_variant("loop", mode)
-        ours_t, loop_t = timed(fwd_bwd(ours, x), args.repeats), timed(fwd_bwd(loop, x), args.repeats)
-        ours_fwd = timed(forward_only(ours, x), args.repeats)
+        ours_t, loop_t = median_seconds(fwd_bwd(ours, x), args.repeats), median_seconds(fwd_bwd(loop, x), args.repeats)
+        ours_fwd = median_seconds(forward_only(ours, x), args.repeats)
         mem_ours, mem_loop = peak_memory("ours", mode), peak_memory("loop", mode)
         rows += [
             (mode, "fwd+bwd ms: ours / loop", f"{ours_t*1e3:.0f} / {loop_t*1e3:.0f}", f"loop is {loop_t/ours_t:.1f}x slower", "goal >= 3x"),

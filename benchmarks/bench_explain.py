@@ -6,15 +6,14 @@ Goal: explain() <= 2x the encoder + 50 ms."""
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daam import load_pretrained  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 SENTENCES = [
     "Great.",
@@ -22,16 +21,6 @@ SENTENCES = [
     "The plot is a mess, the jokes land with a thud and the ending drags on for what feels like an hour.",
     " ".join(["An ambitious, sprawling, occasionally brilliant and frequently exhausting epic."] * 12),
 ]
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -45,8 +34,8 @@ def main() -> None:
     print(f"{'tokens':>6}  {'encoder ms':>10}  {'explain ms':>10}  {'ratio':>5}  {'goal: explain <= 2*enc+50':>26}")
     for text in SENTENCES:
         n = len(encoder([text]).position_labels[0])
-        enc = median_ms(lambda: encoder([text]), args.repeats)
-        exp = median_ms(lambda: model.explain(text), args.repeats)
+        enc = median_seconds(lambda: encoder([text]), args.repeats) * 1e3
+        exp = median_seconds(lambda: model.explain(text), args.repeats) * 1e3
         print(f"{n:>6}  {enc:>10.1f}  {exp:>10.1f}  {exp / enc:>5.2f}  {'met' if exp <= 2 * enc + 50 else 'MISSED':>26}")
 
 

@@ -7,14 +7,13 @@ are the worst case for the embedded PNG)."""
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import median_seconds  # noqa: E402
 from viz import explanation_figures  # noqa: E402
 
 rng = np.random.default_rng(0)
@@ -48,16 +47,11 @@ CASES = {
 def main() -> None:
     print(f"{'input':<20} {'figure':<18} {'JSON KB':>8}  budget 300 KB")
     for case, data in CASES.items():
-        explanation_figures(data)  # warm-up
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            figs = explanation_figures(data)
-            times.append((time.perf_counter() - start) * 1e3)
+        build = median_seconds(lambda: explanation_figures(data), 5) * 1e3
+        figs = explanation_figures(data)
         for name, fig in figs.items():
             size = len(fig if isinstance(fig, str) else fig.to_json()) / 1000
             print(f"{case:<20} {name:<18} {size:>8.1f}  {'ok' if size <= 300 else 'OVER'}")
-        build = statistics.median(times)
         print(f"{case:<20} {'all figures built':<18} {build:>6.1f} ms  (budget 100 ms: {'ok' if build <= 100 else 'OVER'})")
 
 
