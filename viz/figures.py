@@ -11,7 +11,6 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 SCALE = "Cividis"
 LINE_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]  # Okabe-Ito
@@ -35,16 +34,61 @@ def _array(name: str, values, ndim: int, allow_empty: bool = False) -> np.ndarra
 
 
 GRID_COLOUR = "rgba(128,128,128,0.25)"  # visible on light and dark pages alike
+# Set on every axis directly: any template, even a two-line one, costs ~10 ms a figure to apply.
+AXIS_STYLE = {"gridcolor": GRID_COLOUR, "zerolinecolor": GRID_COLOUR}
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    # Transparent backgrounds follow the page's theme. No named template: applying one costs ~15 ms a figure.
+    # Transparent backgrounds follow the page's theme.
     fig.update_layout(title=dict(text=title, x=0.01), width=WIDTH, height=height, font=FONT,
-                      margin=dict(l=70, r=30, t=60, b=60),
-                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
-    fig.update_xaxes(gridcolor=GRID_COLOUR, zerolinecolor=GRID_COLOUR)
-    fig.update_yaxes(gridcolor=GRID_COLOUR, zerolinecolor=GRID_COLOUR)
+                      margin=dict(l=70, r=30, t=60, b=60), paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return fig
+
+
+def _spans(fractions: Sequence[float], gap: float) -> list[tuple[float, float]]:
+    """Consecutive [start, end] spans of [0, 1] in proportion to `fractions`, `gap` apart."""
+    total, usable = sum(fractions), 1 - gap * (len(fractions) - 1)
+    spans, start = [], 0.0
+    for f in fractions:
+        end = start + usable * f / total
+        spans.append((round(max(start, 0.0), 6), round(min(end, 1.0), 6)))
+        start = end + gap
+    return spans
+
+
+def _subplot_grid(rows: int, cols: int, titles: Sequence[str] = (), secondary_y: bool = False,
+                  row_heights: Sequence[float] | None = None, col_widths: Sequence[float] | None = None,
+                  hspace: float = 0.08, vspace: float = 0.12, shared_x: bool = False) -> tuple[dict, list]:
+    """Axes of a rows x cols grid as a layout dict, and each cell's (x, y, secondary y) trace references,
+    row-major from the top left. Built by hand: make_subplots costs ~15 ms a figure, this well under 1 ms."""
+    xs = _spans(col_widths or [1] * cols, hspace)
+    ys = [(1 - b, 1 - a) for a, b in _spans(row_heights or [1] * rows, vspace)]  # row 0 at the top
+    layout, refs, annotations = {}, [], []
+    n = rows * cols
+    for i in range(n):
+        r, c = divmod(i, cols)
+        suffix = "" if i == 0 else str(i + 1)
+        x_axis = {"domain": xs[c], "anchor": f"y{suffix}", **AXIS_STYLE}
+        if shared_x and r < rows - 1:  # upper rows follow the bottom row's axis and hide its ticks
+            x_axis.update(matches=f"x{(rows - 1) * cols + c + 1}", showticklabels=False)
+        layout[f"xaxis{suffix}"] = x_axis
+        layout[f"yaxis{suffix}"] = {"domain": ys[r], "anchor": f"x{suffix}", **AXIS_STYLE}
+        second = None
+        if secondary_y:
+            second = f"y{n + i + 1}"
+            layout[f"yaxis{n + i + 1}"] = {"overlaying": f"y{suffix}", "side": "right", "anchor": f"x{suffix}",
+                                           "showgrid": False}
+        refs.append((f"x{suffix}", f"y{suffix}", second))
+        if i < len(titles):
+            annotations.append(dict(text=titles[i], x=sum(xs[c]) / 2, y=ys[r][1], xref="paper", yref="paper",
+                                    xanchor="center", yanchor="bottom", showarrow=False))
+    layout["annotations"] = annotations
+    return layout, refs
+
+
+def _axis(ref: str) -> str:
+    """Layout key of a trace's axis reference: 'x' -> 'xaxis', 'y3' -> 'yaxis3'."""
+    return ref[0] + "axis" + ref[1:]
 
 
 def display_tokens(tokens: Sequence[str]) -> list[str]:
@@ -62,8 +106,8 @@ def prediction_bars(labels: Sequence[str], probabilities) -> go.Figure:
         marker=dict(color=probs[order], colorscale=SCALE, cmin=0, cmax=1),
         text=[f"{p:.1%}" for p in probs[order]], textposition="auto",
         hovertemplate="%{y}: %{x}<extra></extra>"))
-    fig.update_xaxes(title_text="probability", range=[0, 1], tickformat=".0%")
-    fig.update_yaxes(title_text="class")
+    fig.update_layout(xaxis=dict(title="probability", range=[0, 1], tickformat=".0%", **AXIS_STYLE),
+                      yaxis=dict(title="class", **AXIS_STYLE))
     return _layout(fig, "Prediction", 120 + 28 * len(labels))
 
 
@@ -84,9 +128,9 @@ def token_heatmap(tokens: Sequence[str], weights, normalise_per_head: bool = Fal
         colorbar=dict(title="weight" + (" (per head 0-1)" if normalise_per_head else "")),
         hovertemplate="%{y}<br>token %{x}: %{customdata}<br>weight %{text}<extra></extra>"))
     step = max(1, len(tokens) // 60)  # keep tick labels readable at 900 px
-    fig.update_xaxes(title_text="token", tickvals=list(range(0, len(tokens), step)),
-                     ticktext=labels[::step], tickangle=-60)
-    fig.update_yaxes(title_text="head", autorange="reversed")
+    fig.update_layout(xaxis=dict(title="token", tickvals=list(range(0, len(tokens), step)), ticktext=labels[::step],
+                                 tickangle=-60, **AXIS_STYLE),
+                      yaxis=dict(title="head", autorange="reversed", **AXIS_STYLE))
     return _layout(fig, "Density weight per head over tokens", 180 + 30 * w.shape[0])
 
 
@@ -131,37 +175,32 @@ def mixture_curves(density: dict, z_values: Sequence | None = None, stage: str =
         raise ValueError(f"z_values has {len(z_values)} heads but the density has {heads}")
     cols = min(heads, 2)
     rows = -(-heads // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(heads)],
-                        specs=[[{"secondary_y": True}] * cols for _ in range(rows)],
-                        horizontal_spacing=0.1, vertical_spacing=0.12)
+    layout, refs = _subplot_grid(rows, cols, [f"head {h}" for h in range(heads)], secondary_y=z_values is not None,
+                                 hspace=0.12, vspace=0.14)
     product = density.get("mode") == "product"
-    traces, rows_, cols_, secondary = [], [], [], []
-
-    def add(trace, h, on_secondary=False):
-        traces.append(trace)
-        rows_.append(h // cols + 1)
-        cols_.append(h % cols + 1)
-        secondary.append(on_secondary)
-
+    traces = []  # plain dicts: go.Figure validates them once, trace objects would be validated twice
     for h in range(heads):
+        x, y, y_count = refs[h]
         if z_values is not None:
             z = _array(f"z_values[{h}]", z_values[h], 1, allow_empty=True)
-            add(go.Histogram(x=z, name="this input's z", marker_color="#999", opacity=0.45,
-                             xbins=dict(start=grid[0], end=grid[-1], size=(grid[-1] - grid[0]) / 40),
-                             showlegend=h == 0, legendgroup="hist",
-                             hovertemplate="z %{x}<br>count %{y}<extra></extra>"), h, on_secondary=True)
+            traces.append(dict(type="histogram", x=z, name="this input's z", marker_color="#999", opacity=0.45,
+                                       xbins=dict(start=grid[0], end=grid[-1], size=(grid[-1] - grid[0]) / 40),
+                                       showlegend=h == 0, legendgroup="hist", xaxis=x, yaxis=y_count,
+                                       hovertemplate="z %{x}<br>count %{y}<extra></extra>"))
+            if h % cols == cols - 1:  # axis titles on the outer edges only: inner ones would collide
+                layout[_axis(y_count)]["title"] = "count"
         for k in range(comps.shape[1]):
-            add(go.Scatter(x=grid, y=comps[h, k], mode="lines", name=f"component {k}",
-                           line=dict(dash="dash", width=1.5, color=LINE_COLOURS[(k + 1) % len(LINE_COLOURS)]),
-                           showlegend=h == 0, legendgroup=f"c{k}",
-                           hovertemplate=f"component {k}<br>z %{{x}}<br>value %{{y}}<extra></extra>"), h)
-        add(go.Scatter(x=grid, y=curve[h], mode="lines", name="product = one Gaussian" if product else "mixture gate",
-                       line=dict(width=3, color=LINE_COLOURS[0]), showlegend=h == 0, legendgroup="gate",
-                       hovertemplate="gate<br>z %{x}<br>value %{y}<extra></extra>"), h)
-    fig.add_traces(traces, rows=rows_, cols=cols_, secondary_ys=secondary)
-    fig.update_xaxes(title_text="z (standardised input)")
-    fig.update_yaxes(title_text="gate", range=[0, 1.05], secondary_y=False)
-    fig.update_yaxes(title_text="count", showgrid=False, secondary_y=True)
+            traces.append(dict(type="scatter", x=grid, y=comps[h, k], mode="lines", name=f"component {k}", xaxis=x, yaxis=y,
+                                     line=dict(dash="dash", width=1.5, color=LINE_COLOURS[(k + 1) % len(LINE_COLOURS)]),
+                                     showlegend=h == 0, legendgroup=f"c{k}",
+                                     hovertemplate=f"component {k}<br>z %{{x}}<br>value %{{y}}<extra></extra>"))
+        traces.append(dict(type="scatter", x=grid, y=curve[h], mode="lines", xaxis=x, yaxis=y,
+                                 name="product = one Gaussian" if product else "mixture gate",
+                                 line=dict(width=3, color=LINE_COLOURS[0]), showlegend=h == 0, legendgroup="gate",
+                                 hovertemplate="gate<br>z %{x}<br>value %{y}<extra></extra>"))
+        layout[_axis(x)]["title"] = "z (standardised input)"
+        layout[_axis(y)].update(range=[0, 1.05], **({"title": "gate"} if h % cols == 0 else {}))
+    fig = go.Figure(data=traces, layout=layout)
     title = "Learned density per head" + (" (product mode: the factors collapse to one Gaussian)" if product else "")
     fig.update_layout(legend=dict(orientation="h", y=-0.12))
     return _layout(fig, title, 120 + 260 * rows)
@@ -175,20 +214,24 @@ def layer_importance(importance, layer_names: Sequence[str], group: int = 8) -> 
     groups = max(1, imp.shape[1] // group)
     grouped = imp[:, : groups * group].reshape(imp.shape[0], groups, group).mean(-1) if group > 1 else imp
     starts = [g * group for g in range(grouped.shape[1])]
-    fig = make_subplots(rows=2, cols=2, column_widths=[0.82, 0.18], row_heights=[0.22, 0.78],
-                        shared_xaxes="columns", shared_yaxes="rows", horizontal_spacing=0.02, vertical_spacing=0.03)
-    fig.add_trace(go.Heatmap(z=grouped, x=starts, y=list(layer_names), colorscale=SCALE, zmin=0, zmax=1,
-                             colorbar=dict(title="mean gate", x=1.02),
-                             hovertemplate="%{y}<br>features %{x}–" + f"(+{group - 1})" + "<br>mean gate %{z}<extra></extra>"),
-                  row=2, col=1)
-    fig.add_trace(go.Bar(x=starts, y=grouped.mean(0), marker_color=LINE_COLOURS[0], showlegend=False,
-                         hovertemplate="features %{x}<br>mean over layers %{y}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(y=list(layer_names), x=imp.mean(1), orientation="h", marker_color=LINE_COLOURS[0],
-                         showlegend=False, hovertemplate="%{y}<br>mean over features %{x}<extra></extra>"), row=2, col=2)
-    fig.update_xaxes(title_text=f"feature (groups of {group})", row=2, col=1)
-    fig.update_yaxes(title_text="layer", autorange="reversed", row=2, col=1)
-    fig.update_yaxes(autorange="reversed", row=2, col=2)
-    fig.update_xaxes(title_text="mean", row=2, col=2)
+    # Cells: 0 = per-feature bars (top), 2 = heatmap, 3 = per-layer bars (right); cell 1 stays empty.
+    layout, refs = _subplot_grid(2, 2, col_widths=[0.82, 0.18], row_heights=[0.22, 0.78], hspace=0.02, vspace=0.03)
+    (tx, ty, _), _, (hx, hy, _), (rx, ry, _) = refs
+    layout.pop("xaxis2"), layout.pop("yaxis2")
+    layout[_axis(tx)].update(matches=hx, showticklabels=False)
+    layout[_axis(ry)].update(matches=hy, showticklabels=False, autorange="reversed")
+    layout[_axis(hx)]["title"] = f"feature (groups of {group})"
+    layout[_axis(hy)].update(title="layer", autorange="reversed")
+    layout[_axis(rx)]["title"] = "mean"
+    fig = go.Figure(data=[
+        go.Heatmap(z=grouped, x=starts, y=list(layer_names), colorscale=SCALE, zmin=0, zmax=1, xaxis=hx, yaxis=hy,
+                   colorbar=dict(title="mean gate", x=1.02),
+                   hovertemplate="%{y}<br>features %{x}–" + f"(+{group - 1})" + "<br>mean gate %{z}<extra></extra>"),
+        go.Bar(x=starts, y=grouped.mean(0), marker_color=LINE_COLOURS[0], showlegend=False, xaxis=tx, yaxis=ty,
+               hovertemplate="features %{x}<br>mean over layers %{y}<extra></extra>"),
+        go.Bar(y=list(layer_names), x=imp.mean(1), orientation="h", marker_color=LINE_COLOURS[0], showlegend=False,
+               xaxis=rx, yaxis=ry, hovertemplate="%{y}<br>mean over features %{x}<extra></extra>"),
+    ], layout=layout)
     return _layout(fig, "Layer importance (Importance Factor)", 520)
 
 
@@ -232,24 +275,25 @@ def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, 
             else [("mean of heads" if head is None else f"head {head}", w.mean(0) if head is None else w[head])])
     cols = min(len(maps), 3)
     rows = -(-len(maps) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[name for name, _ in maps],
-                        horizontal_spacing=0.03, vertical_spacing=0.08)
+    layout, refs = _subplot_grid(rows, cols, [name for name, _ in maps], hspace=0.03, vspace=0.08)
     H, W = img.shape[:2]
     # Small multiples show the picture at half size: the figure stays within its JSON budget.
     source = png_data_uri(img[::2, ::2] if all_heads else img)
+    scale = 2 if all_heads else 1
     patch = np.stack(np.indices((side, side)), axis=-1)  # (side, side, 2): row, column of each patch
+    traces = []
     for i, (name, values) in enumerate(maps):
-        r, c = i // cols + 1, i % cols + 1
-        fig.add_trace(go.Image(source=source, hoverinfo="skip", dx=2 if all_heads else 1, dy=2 if all_heads else 1),
-                      row=r, col=c)
+        x, y, _ = refs[i]
+        traces.append(go.Image(source=source, hoverinfo="skip", dx=scale, dy=scale, xaxis=x, yaxis=y))
         # One cell per patch, stretched over the patch's pixels: 49 numbers, not H*W.
-        fig.add_trace(go.Heatmap(
+        traces.append(go.Heatmap(
             z=values.reshape(side, side), x0=W / side / 2, dx=W / side, y0=H / side / 2, dy=H / side,
             colorscale=SCALE, zmin=0, zmax=1, opacity=alpha, showscale=i == 0, colorbar=dict(title="weight"),
-            customdata=patch, hovertemplate=f"{name}<br>patch row %{{customdata[0]}}, column %{{customdata[1]}}"
-                                            "<br>weight %{z}<extra></extra>"), row=r, col=c)
-        fig.update_xaxes(showticklabels=False, range=[0, W], row=r, col=c)
-        fig.update_yaxes(showticklabels=False, range=[H, 0], row=r, col=c)
+            customdata=patch, xaxis=x, yaxis=y,
+            hovertemplate=f"{name}<br>patch row %{{customdata[0]}}, column %{{customdata[1]}}<br>weight %{{z}}<extra></extra>"))
+        layout[_axis(x)].update(showticklabels=False, range=[0, W])
+        layout[_axis(y)].update(showticklabels=False, range=[H, 0])
+    fig = go.Figure(data=traces, layout=layout)
     title = "Density weight over image patches" + (" (every head and the mean)" if all_heads else f" ({maps[0][0]})")
     return _layout(fig, title, 90 + rows * (WIDTH // cols - 30))
 
@@ -273,18 +317,18 @@ def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[in
     step = max(1, -(-mel.shape[1] // max_frames))  # keep the figure JSON small on long clips
     # The spectrogram is context, sent as float32 (half the bytes); the head weights keep full precision.
     mel, t_mel = mel[:, ::step].astype(np.float32), t_mel[::step]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.55, 0.45], vertical_spacing=0.06)
-    fig.add_trace(go.Heatmap(z=mel, x=t_mel, y=list(range(mel.shape[0])), colorscale="Viridis",
-                             colorbar=dict(title="log-mel", y=0.75, len=0.5),
-                             hovertemplate="t %{x:.3f} s<br>mel bin %{y}<br>%{z:.2f}<extra></extra>"), row=1, col=1)
-    for h in heads:
-        fig.add_trace(go.Scatter(x=t_pos, y=w[h], mode="lines", name=f"head {h}",
-                                 line=dict(color=LINE_COLOURS[h % len(LINE_COLOURS)], width=2),
-                                 hovertemplate=f"head {h}<br>t %{{x}} s<br>weight %{{y}}<extra></extra>"), row=2, col=1)
-    fig.update_yaxes(title_text="mel bin", row=1, col=1)
-    fig.update_yaxes(title_text="weight", range=[0, 1.02], row=2, col=1)
-    fig.update_xaxes(title_text="time (s)", row=2, col=1)
-    fig.update_layout(legend=dict(orientation="h", y=-0.15))
+    layout, ((mx, my, _), (wx, wy, _)) = _subplot_grid(2, 1, row_heights=[0.55, 0.45], vspace=0.06, shared_x=True)
+    traces = [go.Heatmap(z=mel, x=t_mel, y=list(range(mel.shape[0])), colorscale="Viridis", xaxis=mx, yaxis=my,
+                         colorbar=dict(title="log-mel", y=0.75, len=0.5),
+                         hovertemplate="t %{x:.3f} s<br>mel bin %{y}<br>%{z:.2f}<extra></extra>")]
+    traces += [go.Scatter(x=t_pos, y=w[h], mode="lines", name=f"head {h}", xaxis=wx, yaxis=wy,
+                          line=dict(color=LINE_COLOURS[h % len(LINE_COLOURS)], width=2),
+                          hovertemplate=f"head {h}<br>t %{{x}} s<br>weight %{{y}}<extra></extra>") for h in heads]
+    layout[_axis(my)]["title"] = "mel bin"
+    layout[_axis(wy)].update(title="weight", range=[0, 1.02])
+    layout[_axis(wx)]["title"] = "time (s)"
+    layout["legend"] = dict(orientation="h", y=-0.15)
+    fig = go.Figure(data=traces, layout=layout)
     return _layout(fig, "Spectrogram and density weight per head over time", 560)
 
 
@@ -300,16 +344,19 @@ def attention_comparison(position_labels: Sequence[str], daam_weights, baseline_
         if arr.shape[1] != n:
             raise ValueError(f"{name} has {arr.shape[1]} positions but there are {n} position labels")
     labels = display_tokens(position_labels)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                        subplot_titles=["DAAM density weight (per head, row max = 1)", f"{baseline_name} (row max = 1)"])
-    for row, (arr, kind) in enumerate(((d, "DAAM"), (b, "baseline")), start=1):
+    layout, refs = _subplot_grid(2, 1, ["DAAM density weight (per head, row max = 1)", f"{baseline_name} (row max = 1)"],
+                                 vspace=0.14, shared_x=True)
+    traces = []
+    for row, (arr, kind) in enumerate(((d, "DAAM"), (b, "baseline"))):
+        x, y, _ = refs[row]
         scaled = arr / np.where(arr.max(1, keepdims=True) > 0, arr.max(1, keepdims=True), 1)
-        fig.add_trace(go.Heatmap(z=scaled, x=list(range(n)), y=[f"{kind} head {h}" for h in range(len(arr))],
-                                 colorscale=SCALE, zmin=0, zmax=1, showscale=row == 1, text=arr.astype(str),
+        traces.append(go.Heatmap(z=scaled, x=list(range(n)), y=[f"{kind} head {h}" for h in range(len(arr))],
+                                 colorscale=SCALE, zmin=0, zmax=1, showscale=row == 0, text=arr.astype(str),
                                  customdata=np.array([labels] * len(arr)), colorbar=dict(title="relative"),
-                                 hovertemplate="%{y}<br>%{customdata}<br>weight %{text}<extra></extra>"), row=row, col=1)
-        fig.update_yaxes(autorange="reversed", row=row, col=1)
+                                 xaxis=x, yaxis=y, hovertemplate="%{y}<br>%{customdata}<br>weight %{text}<extra></extra>"))
+        layout[_axis(y)]["autorange"] = "reversed"
     step = max(1, n // 60)
-    fig.update_xaxes(tickvals=list(range(0, n, step)), ticktext=labels[::step], tickangle=-60, row=2, col=1)
-    fig.update_xaxes(title_text="position", row=2, col=1)
+    layout[_axis(refs[1][0])].update(tickvals=list(range(0, n, step)), ticktext=labels[::step], tickangle=-60,
+                                     title="position")
+    fig = go.Figure(data=traces, layout=layout)
     return _layout(fig, "DAAM vs softmax attention over the same positions", 200 + 30 * (len(d) + len(b)))
