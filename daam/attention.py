@@ -55,7 +55,8 @@ _CHUNK_ELEMENTS = 1 << 19
 
 
 def _chunks(z3: torch.Tensor, per_element: int):
-    """Slices (a, :, b) of a (A, P, B) tensor, each about _CHUNK_ELEMENTS * per_element elements."""
+    """Slices (a, :, b) of a (A, P, B) tensor, each making about _CHUNK_ELEMENTS elements of the
+    (a, P, b, per_element) work tensor."""
     A, P, B = z3.shape
     budget = max(1, _CHUNK_ELEMENTS // (P * per_element))
     b_step = B if B <= budget else budget
@@ -277,8 +278,21 @@ class _DensityAttention(nn.Module):
             var = ((x - mean).square() * weight).sum(norm_axis, keepdim=True) / count
         return (x - mean) * torch.rsqrt(var + self.eps)
 
-    def _z_scores(self, x, real, norm_axis: int, heads: torch.Tensor, view: tuple[int, int, int]) -> torch.Tensor:
-        """z-scores of x (float32 or wider) as the (A, P, B) view; padding gets z = 0."""
+    def _standardise(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """Shared set-up of forward and z_scores.
+
+        Returns x (float32 when it came in half precision), the real-entry mask (or None), the
+        z-scores as the (A, P, B) view around the axis the heads are laid along (None for an
+        empty input; padding gets z = 0), and each of the P positions' head."""
+        norm_axis, param_axis = self._check_input(x)
+        x = x.float() if x.dtype in _LOW_PRECISION else x
+        real = self._real_mask(x, mask)
+        shape = x.shape
+        # (A, P, B) is a free reshape, no transposes.
+        view = (math.prod(shape[:param_axis]), shape[param_axis], math.prod(shape[param_axis + 1:]))
+        heads = head_index(view[1], self.num_heads, x.device)  # (P,)
+        if x.numel() == 0:
+            return x, real, None, heads
         weight = None if real is None else real.to(x.dtype)
         if self.head_axis is None:
             z = self._segment_z_scores(x.reshape(view), None if weight is None else weight.reshape(view), heads)
@@ -286,19 +300,13 @@ class _DensityAttention(nn.Module):
             z = self._axis_z_scores(x, weight, norm_axis).reshape(view)
         if real is not None:
             z = z.masked_fill(~real.reshape(view), 0.0)  # padding's z is meaningless: keep it finite
-        return z
+        return x, real, z, heads
 
     @torch.no_grad()
     def z_scores(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The standardised input each gate is evaluated at, shaped like x (float32; padding: 0)."""
-        norm_axis, param_axis = self._check_input(x)
-        x = x.float() if x.dtype in _LOW_PRECISION else x
-        if x.numel() == 0:
-            return x.clone()
-        shape = x.shape
-        P = shape[param_axis]
-        view = (math.prod(shape[:param_axis]), P, math.prod(shape[param_axis + 1:]))
-        return self._z_scores(x, self._real_mask(x, mask), norm_axis, head_index(P, self.num_heads, x.device), view).reshape(shape)
+        x, _, z, _ = self._standardise(x, mask)
+        return x.clone() if z is None else z.reshape(x.shape)
 
     def forward(
         self,
@@ -311,19 +319,12 @@ class _DensityAttention(nn.Module):
 
         mask: optional boolean tensor broadcastable to x, True = real entry (overrides padding_value).
         return_weights / return_attention_details: also return the gates, shaped like x."""
-        norm_axis, param_axis = self._check_input(x)
-        in_dtype, shape = x.dtype, x.shape
-        x = x.float() if in_dtype in _LOW_PRECISION else x
-        real = self._real_mask(x, mask)
-        if x.numel() == 0:  # nothing to gate
+        in_dtype = x.dtype if isinstance(x, torch.Tensor) else None
+        x, real, z, heads = self._standardise(x, mask)
+        if z is None:  # nothing to gate
             y = x.to(in_dtype)
             return (y, torch.ones_like(y)) if (return_weights or return_attention_details) else y
-
-        # View as (A, P, B) with P the axis the heads are laid along: a free reshape, no transposes.
-        A, P, B = math.prod(shape[:param_axis]), shape[param_axis], math.prod(shape[param_axis + 1:])
-        heads = head_index(P, self.num_heads, x.device)  # (P,)
-        z = self._z_scores(x, real, norm_axis, heads, (A, P, B))
-        gate = self._gate(z, heads).reshape(shape)
+        gate = self._gate(z, heads).reshape(x.shape)
         if real is not None:
             gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched
         y = (x * gate).to(in_dtype)
