@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import torch
@@ -139,9 +138,7 @@ def test_appending_padding_leaves_real_outputs_unchanged(mode, head_axis):
     heads = 2
     m = randomise(MultiHeadDensityAdaptiveAttention(1, heads, 3, padding_value=-7.0, mode=mode, head_axis=head_axis))
     x = torch.randn(2, 6, 4)
-    padded = torch.cat([x, torch.full((2, 3, 4), -7.0)], dim=1)
     if head_axis is None:  # chunks of the norm axis: pad within each head's chunk
-        x = torch.randn(2, 6, 4)
         chunks = x.split(3, dim=1)
         padded = torch.cat([torch.cat([c, torch.full((2, 2, 4), -7.0)], 1) for c in chunks], 1)
         real = torch.cat([torch.cat([torch.ones(3), torch.zeros(2)]) for _ in chunks]).bool()
@@ -149,6 +146,7 @@ def test_appending_padding_leaves_real_outputs_unchanged(mode, head_axis):
         torch.testing.assert_close(y_pad[:, real], y, atol=1e-5, rtol=1e-5)
         assert (y_pad[:, ~real] == -7.0).all()
     else:
+        padded = torch.cat([x, torch.full((2, 3, 4), -7.0)], dim=1)
         y, y_pad = m(x), m(padded)
         torch.testing.assert_close(y_pad[:, :6], y, atol=1e-5, rtol=1e-5)
         assert (y_pad[:, 6:] == -7.0).all()
