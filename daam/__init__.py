@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 from .explanation import Explanation  # noqa: E402
-from .hub import load_pretrained  # noqa: E402
+from .hub import load_checkpoints, load_pretrained  # noqa: E402
 from .model import DAAMClassifier, DAAMConfig  # noqa: E402
 
-__all__ += ["DAAMClassifier", "DAAMConfig", "Explanation", "load_pretrained"]
+__all__ += ["DAAMClassifier", "DAAMConfig", "Explanation", "load_pretrained", "load_checkpoints"]

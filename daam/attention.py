@@ -185,6 +185,19 @@ class _DensityAttention(nn.Module):
         return params
 
     @torch.no_grad()
+    def set_density_parameters(self, offsets, scales, weights) -> None:
+        """Set every head's densities from (heads, densities) offsets, positive scales and positive weights
+        (weights are normalised per head): the inverse of density_parameters()."""
+        shape = self.mean_offsets.shape
+        values = [torch.as_tensor(v, dtype=torch.float32).reshape(shape) for v in (offsets, scales, weights)]
+        offsets, scales, weights = values
+        if not (scales > 1e-3).all() or not (weights > 0).all():
+            raise ValueError("scales must exceed 0.001 and weights must be positive")
+        self.mean_offsets.copy_(offsets)
+        self.raw_scales.copy_(torch.log(torch.expm1(scales - 1e-3)))  # inverse of softplus(raw) + 1e-3
+        self.mixture_logits.copy_(torch.log(weights / weights.sum(-1, keepdim=True)))
+
+    @torch.no_grad()
     def density_curve(self, z: torch.Tensor, components: bool = False):
         """Every head's gate over a 1-D grid of z: (heads, grid).
 

@@ -269,3 +269,15 @@ def test_empty_input_passes_through():
     m = MultiHeadDensityAdaptiveAttention(1, 1, 2)
     y, gate = m(torch.randn(0, 4), return_weights=True)
     assert y.shape == (0, 4) and gate.shape == (0, 4)
+
+
+def test_set_density_parameters_inverts_density_parameters():
+    m = MultiHeadDensityAdaptiveAttention(1, 2, 3)
+    offsets, scales, weights = torch.randn(2, 3), torch.rand(2, 3) + 0.2, torch.rand(2, 3) + 0.1
+    m.set_density_parameters(offsets, scales, weights)
+    p = m.density_parameters()
+    torch.testing.assert_close(p["offsets"], offsets)
+    torch.testing.assert_close(p["scales"], scales)
+    torch.testing.assert_close(p["weights"], weights / weights.sum(-1, keepdim=True))
+    with pytest.raises(ValueError, match="scales"):
+        m.set_density_parameters(offsets, torch.zeros(2, 3), weights)

@@ -5,13 +5,16 @@ from .figures import (
     audio_view,
     image_overlay,
     display_tokens,
+    gated_sample,
     highlighted_text_html,
     layer_importance,
     mixture_curves,
     prediction_bars,
     token_heatmap,
+    training_curves,
 )
 from .explanation import explanation_figures
 
 __all__ = ["attention_comparison", "audio_view", "image_overlay", "display_tokens", "highlighted_text_html", "layer_importance", "mixture_curves", "prediction_bars",
-           "token_heatmap", "explanation_figures"]
+           "token_heatmap", "explanation_figures", "gated_sample",
+           "training_curves"]

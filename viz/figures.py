@@ -108,7 +108,7 @@ def prediction_bars(labels: Sequence[str], probabilities) -> go.Figure:
         hovertemplate="%{y}: %{x}<extra></extra>"))
     fig.update_layout(xaxis=dict(title="probability", range=[0, 1], tickformat=".0%", **AXIS_STYLE),
                       yaxis=dict(title="class", **AXIS_STYLE))
-    return _layout(fig, "Prediction", 120 + 28 * len(labels))
+    return _layout(fig, "Prediction", 160 + 40 * len(labels))
 
 
 def token_heatmap(tokens: Sequence[str], weights, normalise_per_head: bool = False) -> go.Figure:
@@ -202,7 +202,7 @@ def mixture_curves(density: dict, z_values: Sequence | None = None, stage: str =
         layout[_axis(y)].update(range=[0, 1.05], **({"title": "gate"} if h % cols == 0 else {}))
     fig = go.Figure(data=traces, layout=layout)
     title = "Learned density per head" + (" (product mode: the factors collapse to one Gaussian)" if product else "")
-    fig.update_layout(legend=dict(orientation="h", y=-0.12))
+    fig.update_layout(legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3))  # below the x-axis title
     return _layout(fig, title, 120 + 260 * rows)
 
 
@@ -360,3 +360,36 @@ def attention_comparison(position_labels: Sequence[str], daam_weights, baseline_
                                      title="position")
     fig = go.Figure(data=traces, layout=layout)
     return _layout(fig, "DAAM vs softmax attention over the same positions", 200 + 30 * (len(d) + len(b)))
+
+
+def gated_sample(x, gate) -> go.Figure:
+    """A sample input and what the gate lets through: histograms of x and of y = x * gate(z)."""
+    xs = _array("x", x, 1)
+    g = _array("gate", gate, 1)
+    if len(xs) != len(g):
+        raise ValueError(f"x has {len(xs)} values but gate has {len(g)}")
+    fig = go.Figure(data=[
+        dict(type="histogram", x=xs, name="input x", opacity=0.55, marker_color=LINE_COLOURS[1], nbinsx=60,
+             hovertemplate="x %{x}<br>count %{y}<extra></extra>"),
+        dict(type="histogram", x=xs * g, name="output x · gate", opacity=0.55, marker_color=LINE_COLOURS[0], nbinsx=60,
+             hovertemplate="y %{x}<br>count %{y}<extra></extra>"),
+    ], layout=dict(barmode="overlay", xaxis=dict(title="value", **AXIS_STYLE), yaxis=dict(title="count", **AXIS_STYLE),
+                   legend=dict(orientation="h", y=-0.2)))
+    return _layout(fig, "A sample input before and after the gate", 360)
+
+
+def training_curves(curves: dict) -> go.Figure:
+    """Validation accuracy per epoch for every model and seed: {model: {seed: {"val_accuracy": [...]}}}."""
+    if not curves:
+        raise ValueError("curves is empty")
+    traces = []
+    for i, (model, seeds) in enumerate(curves.items()):
+        for j, (seed, c) in enumerate(seeds.items()):
+            acc = _array(f"curves.{model}.{seed}.val_accuracy", c["val_accuracy"], 1)
+            traces.append(dict(type="scatter", x=list(range(1, len(acc) + 1)), y=acc, mode="lines+markers",
+                               name=model if j == 0 else None, showlegend=j == 0, legendgroup=model,
+                               line=dict(color=LINE_COLOURS[i % len(LINE_COLOURS)]),
+                               hovertemplate=f"{model}, seed {seed}<br>epoch %{{x}}<br>val accuracy %{{y}}<extra></extra>"))
+    fig = go.Figure(data=traces, layout=dict(xaxis=dict(title="epoch", **AXIS_STYLE),
+                                             yaxis=dict(title="validation accuracy", **AXIS_STYLE)))
+    return _layout(fig, "Training curves (each line a seed)", 380)

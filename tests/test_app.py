@@ -1,0 +1,114 @@
+"""The app, running: named API against explain() called directly, and real browser sessions."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser import chromium_page
+from daam import load_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    port = free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail("app exited during start-up:\n" + proc.stdout.read()[-3000:])
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("app did not start within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_binds_to_loopback_by_default(app_url):
+    assert app_url.startswith("http://127.0.0.1:")
+
+
+def test_explain_text_endpoint_matches_explain_called_directly(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    sentence = "Smart, funny and surprisingly moving."
+    answer = client.predict(sentence, api_name="/explain_text")
+    direct = load_pretrained(ROOT / "checkpoints" / "text").explain(sentence)
+    assert answer["predicted_label"] == direct.predicted_label
+    assert answer["position_labels"] == direct.position_labels
+    np.testing.assert_allclose(answer["probabilities"], direct.probabilities, atol=1e-5)
+    np.testing.assert_allclose(answer["position_weights"], direct.position_weights, atol=1e-5)
+    np.testing.assert_allclose(answer["layer_importance"], direct.layer_importance, atol=1e-5)
+
+
+def test_bad_text_gets_a_clear_message_and_the_app_keeps_serving(app_url):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="empty"):
+        client.predict("   ", api_name="/explain_text")
+    with pytest.raises(AppError, match="limit is 50,000"):
+        client.predict("word " * 20_000, api_name="/explain_text")
+    assert client.predict("Great.", api_name="/explain_text")["predicted_label"] in ("fresh", "rotten")
+
+
+def test_browser_explains_a_sentence(app_url, tmp_path):
+    with chromium_page(1200, 1000) as (page, errors):
+        page.goto(app_url)
+        page.locator("#text-input textarea").fill("A warm and wonderful film.")
+        page.locator("#explain-text").click()
+        page.wait_for_selector("#token-heatmap .main-svg", timeout=60000)
+        page.wait_for_function("document.querySelector('#text-summary').innerText.includes('%')", timeout=30000)
+        summary = page.locator("#text-summary").inner_text()
+        ticks = page.locator("#token-heatmap .xtick text").all_text_contents()
+        page.screenshot(path=str(tmp_path / "text.png"), full_page=True)
+    assert "warm" in ticks and "wonderful" in ticks
+    assert "fresh" in summary or "rotten" in summary
+    assert errors == []
+
+
+def test_browser_playground_switches_to_product_and_shows_the_collapse(app_url, tmp_path):
+    with chromium_page(1200, 1000) as (page, errors):
+        page.goto(app_url)
+        page.get_by_role("tab", name="Playground").click()
+        page.wait_for_function("document.querySelector('#playground-verdict').innerText.includes('peaks')",
+                               timeout=60000)
+        mixture = page.locator("#playground-verdict").inner_text()
+        page.locator("#mode").get_by_text("product").click()
+        page.wait_for_function("document.querySelector('#playground-verdict').innerText.includes('one Gaussian')",
+                               timeout=30000)
+        product = page.locator("#playground-verdict").inner_text()
+        page.wait_for_selector("#playground-curve .main-svg")
+        page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+    assert "3 peaks" in mixture  # the scratch start: offsets -2, 0, 2 with narrow scales
+    assert "1 peak" in product
+    assert errors == []
