@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,8 @@ MAX_TEXT_CHARS = 50_000  # the encoder reads 512 tokens; far longer text only co
 MAX_UPLOAD = "10mb"
 PLAYGROUND_DENSITIES = 3
 MEAN_OF_HEADS = "mean of heads"
+EXPORTS = Path(tempfile.mkdtemp(prefix="daam-lens-exports-"))  # one folder per process
+KEEP_EXPORTS = 16
 log = logging.getLogger("daam-lens")
 
 try:  # on Hugging Face ZeroGPU Spaces, inference must run inside spaces.GPU
@@ -117,7 +120,10 @@ def export(explanation: dict | None):
     """The Explanation JSON and every figure as one offline HTML page, as downloadable files."""
     if explanation is None:
         raise gr.Error("Explain something first; then its JSON and figures can be downloaded.")
-    out = Path(tempfile.mkdtemp(prefix="daam-export-"))
+    # Gradio copies returned files into its own cache, so older exports can go: the folder stays small.
+    for old in sorted(EXPORTS.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEEP_EXPORTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(dir=EXPORTS))
     (out / "explanation.json").write_text(json.dumps(explanation))
     body = figures_html(viz.explanation_figures(explanation), id_prefix="export")
     (out / "figures.html").write_text(html_page("DAAM Lens explanation", body))

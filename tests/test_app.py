@@ -1,5 +1,6 @@
 """The app, running: named API against explain() called directly, and real browser sessions."""
 
+import json
 import os
 import socket
 import subprocess
@@ -112,3 +113,16 @@ def test_browser_playground_switches_to_product_and_shows_the_collapse(app_url, 
     assert "3 peaks" in mixture  # the scratch start: offsets -2, 0, 2 with narrow scales
     assert "1 peak" in product
     assert errors == []
+
+
+def test_export_writes_json_and_offline_html_and_prunes_old_exports(monkeypatch):
+    import app
+
+    monkeypatch.setattr(app, "KEEP_EXPORTS", 2)
+    explanation = app.explain_text("A lovely film.")
+    for _ in range(4):
+        json_path, html_path = app.export(explanation)
+    assert json.loads(Path(json_path).read_text())["predicted_label"] == explanation["predicted_label"]
+    page = Path(html_path).read_text()
+    assert "export-positions" in page and "plotly" in page.lower()
+    assert len(list(app.EXPORTS.iterdir())) <= 3  # the kept ones plus the newest
