@@ -207,8 +207,7 @@ def run_text(args) -> None:
     data_hash = hashlib.sha256("\n".join(f"{y}\t{t}" for t, y in zip(texts, labels)).encode()).hexdigest()
     print(f"{len(texts)} snippets from {data_path.name}; split sizes", {k: len(v) for k, v in split.items()})
 
-    encoder_kwargs = {"max_length": args.max_length}
-    encoder = build_encoder("text", **encoder_kwargs)
+    encoder = build_encoder("text", max_length=args.max_length)
     cache = encode_all(encoder, texts, labels)
     settings = TrainSettings(epochs=args.epochs)
     config = DAAMConfig(
@@ -235,7 +234,7 @@ def run_text(args) -> None:
 
     # The test split is touched here only, once per selected model.
     y_test = cache.labels[split["test"]].numpy()
-    results, curves = {}, {}
+    results, curves, selected = {}, {}, {}
     for name, runs in trained.items():
         reports = [classification_report(y_test, predict(model, cache, split["test"])[0], TEXT_LABELS) for _, model, _ in runs]
         chosen = max(range(len(runs)), key=lambda i: runs[i][2]["val_accuracy"])
@@ -247,10 +246,10 @@ def run_text(args) -> None:
             "selected_test": reports[chosen],
         }
         curves[name] = {str(seed): info["curves"] for seed, _, info in runs}
+        selected[name] = runs[chosen][1]
 
     out = Path(args.out)
-    daam_model = trained["daam"][[s for s, _, _ in trained["daam"]].index(results["daam"]["selected_seed"])][1]
-    daam_model.save_pretrained(out)
+    selected["daam"].save_pretrained(out)
     metrics = {
         "task": "Rotten Tomatoes critic snippets: fresh vs rotten",
         "labels": TEXT_LABELS,
@@ -289,7 +288,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.seeds = 2, 2
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     run_text(args)
 
 
