@@ -133,10 +133,14 @@ def export(explanation: dict | None):
 # ---------------------------------------------------------------------------- playground
 # A fixed bimodal sample: shows what a multi-modal gate keeps and a single Gaussian cannot.
 SAMPLE = np.concatenate([np.random.default_rng(0).normal(-2.0, 0.5, 700), np.random.default_rng(1).normal(1.5, 0.8, 500)])
-PLAYGROUND_SOURCES = ["from scratch"] + [f"{m}: {stage} stage, head {h}" for m, model in MODELS.items()
-                                         for stage, attention in (("positions", model.position_attention),
-                                                                  ("layers", model.layer_attention))
-                                         for h in range(attention.num_heads)]
+# Dropdown label -> (attention module, head) a playground start can be read from.
+PLAYGROUND_HEADS = {f"{m}: {stage} stage, head {h}": (attention, h) for m, model in MODELS.items()
+                    for stage, attention in (("positions", model.position_attention), ("layers", model.layer_attention))
+                    for h in range(attention.num_heads)}
+FROM_SCRATCH = "from scratch"
+# Slider (name, low, high) and the scratch start: three well-separated narrow densities.
+PLAYGROUND_SLIDERS = (("offset", -4, 4), ("scale", 0.05, 3), ("weight", 0.001, 1))
+SCRATCH = {"offset": [-2.0, 0.0, 2.0], "scale": [0.6] * 3, "weight": [1.0] * 3}
 
 
 def _playground_layer(mode: str, values: list[float]) -> MultiHeadDensityAdaptiveAttention:
@@ -172,16 +176,14 @@ def playground(mode: str, *values: float):
 def playground_start(source: str):
     """Slider values from a checkpoint head (or the scratch defaults)."""
     k = PLAYGROUND_DENSITIES
-    if source == "from scratch":
-        return [-2.0, 0.0, 2.0] + [0.6] * k + [1.0] * k
-    modality, rest = source.split(": ", 1)
-    stage, head = rest.split(" stage, head ")
-    attention = getattr(MODELS[modality], f"{'position' if stage == 'positions' else 'layer'}_attention")
+    if source not in PLAYGROUND_HEADS:
+        return [v for name, _, _ in PLAYGROUND_SLIDERS for v in SCRATCH[name]]
+    attention, head = PLAYGROUND_HEADS[source]
     p = attention.density_parameters()
-    values = [p[key][int(head)].tolist() for key in ("offsets", "scales", "weights")]
+    values = [p[key][head].tolist() for key in ("offsets", "scales", "weights")]
     if any(len(v) != k for v in values):
         raise gr.Error(f"This head has {len(values[0])} densities; the playground shows {k}.")
-    return [float(np.clip(v, lo, hi)) for vs, (lo, hi) in zip(values, ((-4, 4), (0.05, 3), (0.001, 1))) for v in vs]
+    return [float(np.clip(v, lo, hi)) for vs, (_, lo, hi) in zip(values, PLAYGROUND_SLIDERS) for v in vs]
 
 
 # ---------------------------------------------------------------------------- layout
@@ -229,15 +231,14 @@ def build() -> gr.Blocks:
             gr.Markdown("Shape one head's gate by hand. A **mixture** can keep several ranges of z; the original "
                         "**product** of Gaussians always collapses to a single Gaussian.")
             with gr.Row():
-                source = gr.Dropdown(PLAYGROUND_SOURCES, value="from scratch", label="Start from")
+                source = gr.Dropdown([FROM_SCRATCH, *PLAYGROUND_HEADS], value=FROM_SCRATCH, label="Start from")
                 mode = gr.Radio(["mixture", "product"], value="mixture", label="Mode", elem_id="mode")
             sliders = []
             with gr.Row():
-                for name, lo, hi, start in (("offset", -4, 4, [-2.0, 0.0, 2.0]), ("scale", 0.05, 3, [0.6] * 3),
-                                            ("weight", 0.001, 1, [1.0] * 3)):
+                for name, lo, hi in PLAYGROUND_SLIDERS:
                     with gr.Column():
                         for k in range(PLAYGROUND_DENSITIES):
-                            sliders.append(gr.Slider(lo, hi, value=start[k], step=0.01, label=f"density {k} {name}",
+                            sliders.append(gr.Slider(lo, hi, value=SCRATCH[name][k], step=0.01, label=f"density {k} {name}",
                                                      elem_id=f"{name}-{k}"))
             verdict = gr.Markdown(elem_id="playground-verdict")
             curve = gr.Plot(label="Gate over z", elem_id="playground-curve")

@@ -126,3 +126,16 @@ def test_export_writes_json_and_offline_html_and_prunes_old_exports(monkeypatch)
     page = Path(html_path).read_text()
     assert "export-positions" in page and "plotly" in page.lower()
     assert len(list(app.EXPORTS.iterdir())) <= 3  # the kept ones plus the newest
+
+
+def test_playground_starts_from_a_checkpoint_head_or_from_scratch():
+    import app
+
+    label = next(k for k in app.PLAYGROUND_HEADS if k.startswith("text: positions"))
+    attention, head = app.PLAYGROUND_HEADS[label]
+    p = attention.density_parameters()
+    values = app.playground_start(label)
+    np.testing.assert_allclose(values[:3], np.clip(p["offsets"][head].numpy(), -4, 4), rtol=1e-6)
+    np.testing.assert_allclose(values[3:6], np.clip(p["scales"][head].numpy(), 0.05, 3), rtol=1e-6)
+    np.testing.assert_allclose(values[6:], np.clip(p["weights"][head].numpy(), 0.001, 1), rtol=1e-6)
+    assert app.playground_start(app.FROM_SCRATCH) == [-2.0, 0.0, 2.0, 0.6, 0.6, 0.6, 1.0, 1.0, 1.0]
