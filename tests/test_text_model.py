@@ -40,7 +40,7 @@ def test_save_load_round_trip_gives_identical_logits(model, encoder, tmp_path):
     loaded = load_pretrained(tmp_path)
     loaded.set_encoder(encoder)
     batch = encoder(["A gorgeous film.", "Dull, dull, dull and far too long."])
-    torch.testing.assert_close(loaded(batch.hidden, batch.mask), model(batch.hidden, batch.mask), rtol=0, atol=0)
+    torch.testing.assert_close(loaded(batch.features, batch.mask), model(batch.features, batch.mask), rtol=0, atol=0)
 
 
 def test_explain_shapes_and_ranges(model):
@@ -84,7 +84,7 @@ def test_padded_positions_carry_no_weight(model, encoder):
     np.testing.assert_allclose(batched.probabilities, alone.probabilities, atol=1e-5)
     # and at the gate level: padded positions keep gate 1 (untouched) and are excluded from pooling
     enc = encoder([short, "much longer sentence with many more tokens in it"])
-    _, details = model(enc.hidden, enc.mask, return_details=True)
+    _, details = model(enc.features, enc.mask, return_details=True)
     pad = ~enc.mask[0]
     assert pad.any() and (details["position_gate"][0, pad] == 1).all()
 

@@ -1,0 +1,124 @@
+"""Audio input: safe decoding, and the one preprocessing shared by training and the app.
+
+    file -> soundfile decode -> mono -> trim leading/trailing silence (energy)
+         -> the loudest WINDOW_S seconds if longer -> resample to 16 kHz -> log-mel frames
+
+Log-mel frames are normalised per clip (each mel band to zero mean, the clip to unit variance):
+recordings differ in gain and microphone colouring far more than synthetic voices do."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16_000
+N_FFT, WIN, HOP, N_MELS = 512, 400, 320, 40  # 25 ms windows every 20 ms, 40 mel bands
+MIN_SECONDS = 0.1
+MAX_SECONDS = 600.0  # longer files are refused before their samples are decoded
+WINDOW_S = 2.0  # a letter name lasts well under a second; longer speech is cut to its loudest 2 s
+SILENCE_DBFS = -60.0  # a clip whose loudest 20 ms is below this has no speech to find
+TRIM_DB = 35.0  # frames this far below the loudest frame count as leading/trailing silence
+ACCEPTED = "WAV, FLAC or OGG"
+
+
+@dataclass
+class PreparedAudio:
+    """What the model hears, plus where it came from in the original clip (times in seconds)."""
+
+    waveform: np.ndarray  # (samples,) float32 at 16 kHz, trimmed and windowed
+    features: np.ndarray  # (frames, mels) normalised log-mel, the encoder's output
+    log_mel: np.ndarray  # (mels, frames) log-mel in dB, for display
+    frame_times: np.ndarray  # (frames,) centre of each frame in the original clip
+    start_s: float
+    duration_s: float  # of the whole original clip
+    note: str  # what was cut, in words ("" when nothing was)
+
+
+def decode_audio(source) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the sample rate, from a path, bytes or (rate, array); ValueError if unreadable."""
+    import soundfile as sf
+
+    if isinstance(source, tuple) and len(source) == 2:  # (rate, samples), as Gradio's numpy audio gives
+        rate, samples = source
+        samples = np.asarray(samples)
+        if np.issubdtype(samples.dtype, np.signedinteger):
+            samples = samples / float(-np.iinfo(samples.dtype).min)  # int16: 32768, as soundfile scales
+        samples = samples.astype(np.float32)
+        return (samples[:, None] if samples.ndim == 1 else samples), int(rate)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"no audio file at {path.name!r}")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        raise ValueError(f"cannot read audio from a {type(source).__name__}")
+    if not data:
+        raise ValueError("the audio file is empty")
+    try:
+        info = sf.info(io.BytesIO(data))
+        if info.frames / max(info.samplerate, 1) > MAX_SECONDS:
+            raise ValueError(f"the clip lasts {info.frames / info.samplerate / 60:.1f} minutes; "
+                             f"the limit is {MAX_SECONDS / 60:.0f} minutes")
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise ValueError(f"this file is not audio that can be read, or it is corrupt; send a {ACCEPTED} file "
+                         f"({error})") from None
+    return samples, rate
+
+
+def _frame_db(mono: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """Energy of consecutive 20 ms frames in dBFS, and the frame length in samples."""
+    frame = max(1, int(0.02 * rate))
+    usable = len(mono) // frame * frame
+    power = (mono[:usable].reshape(-1, frame) ** 2).mean(1) if usable else np.array([(mono ** 2).mean()])
+    return 10 * np.log10(power + 1e-12), frame
+
+
+def prepare_audio(source) -> PreparedAudio:
+    """Any supported clip -> the trimmed, windowed 16 kHz log-mel frames the model reads."""
+    import torchaudio
+
+    samples, rate = decode_audio(source)
+    if samples.shape[0] == 0:
+        raise ValueError("the audio has no samples (zero length)")
+    if not np.isfinite(samples).all():
+        raise ValueError("the audio contains invalid sample values (NaN or infinity)")
+    duration = samples.shape[0] / rate
+    if duration < MIN_SECONDS:
+        raise ValueError(f"the clip is {duration * 1000:.0f} ms long; at least {MIN_SECONDS * 1000:.0f} ms is needed")
+    mono = samples.mean(axis=1)  # mix every channel down
+    db, frame = _frame_db(mono, rate)
+    if db.max() < SILENCE_DBFS:
+        raise ValueError(f"no speech found: the clip is silent (its loudest moment is {db.max():.0f} dBFS)")
+    loud = np.nonzero(db > db.max() - TRIM_DB)[0]
+    first, last = loud[0], loud[-1] + 1  # in frames
+    notes = []
+    window = int(WINDOW_S / 0.02)
+    if last - first > window:  # the loudest window: a running sum of frame power
+        power = np.convolve(10 ** (db[first:last] / 10), np.ones(window), mode="valid")
+        first = first + int(power.argmax())
+        last = first + window
+        notes.append(f"the speech lasts over {WINDOW_S:g} s, so the loudest {WINDOW_S:g} s were analysed")
+    margin = 3  # frames (60 ms) of context each side of the speech
+    first, last = max(first - margin, 0), min(last + margin, len(db))
+    start = first * frame / rate
+    clip = torch.from_numpy(np.ascontiguousarray(mono[first * frame:last * frame]))
+    if rate != SAMPLE_RATE:
+        clip = torchaudio.functional.resample(clip, rate, SAMPLE_RATE)
+    if clip.numel() < WIN:
+        raise ValueError(f"the speech in this clip is too short to analyse (under {WIN / SAMPLE_RATE * 1000:.0f} ms)")
+    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=N_FFT, win_length=WIN, hop_length=HOP,
+                                               n_mels=N_MELS, center=False)(clip)  # (mels, frames)
+    log_mel = 10 * torch.log10(mel + 1e-10)
+    normalised = log_mel - log_mel.mean(dim=1, keepdim=True)
+    normalised = normalised / normalised.std().clamp(min=1e-3)
+    frame_times = start + (np.arange(log_mel.shape[1]) * HOP + WIN / 2) / SAMPLE_RATE
+    return PreparedAudio(clip.numpy().astype(np.float32), normalised.T.numpy().astype(np.float32),
+                         log_mel.numpy().astype(np.float32), frame_times, start, duration, "; ".join(notes))

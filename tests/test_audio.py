@@ -1,0 +1,151 @@
+"""Audio input: decoding awkward files, the shared preprocessing, the audio classifier and its checkpoint.
+
+Clips are synthesised in the test (no espeak-ng, no klettres-data, no network)."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from daam import DAAMClassifier, DAAMConfig, load_pretrained
+from daam.audio import HOP, N_MELS, SAMPLE_RATE, WINDOW_S, prepare_audio
+from daam.encoders import AudioEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "audio"
+
+
+def voiced(rate: int, seconds: float, start: float, length: float = 0.5, channels: int = 1) -> np.ndarray:
+    """Silence with a vowel-like burst (harmonics of 140 Hz under a smooth envelope) at `start`."""
+    t = np.arange(int(rate * seconds)) / rate
+    burst = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12))
+    envelope = np.clip(1 - np.abs((t - start - length / 2) / (length / 2)), 0, None) ** 0.5
+    x = (0.3 * burst * envelope).astype(np.float32)
+    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
+
+
+def wav(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return prepare_audio(wav(voiced(16_000, 2.0, 0.8), 16_000))
+
+
+# ---------------------------------------------------------------------------- preprocessing
+def test_silence_is_trimmed_and_times_refer_to_the_original_clip(reference):
+    assert reference.features.shape[1] == N_MELS
+    assert 0.6 < reference.start_s < 0.85  # the burst starts at 0.8 s, give or take a frame and the margin
+    speech_s = len(reference.waveform) / SAMPLE_RATE
+    assert 0.45 < speech_s < 0.75  # the 0.5 s burst plus margins, not the 2 s clip
+    assert reference.frame_times[0] >= reference.start_s and np.all(np.diff(reference.frame_times) > 0)
+    np.testing.assert_allclose(np.diff(reference.frame_times), HOP / SAMPLE_RATE, rtol=1e-6)
+    assert reference.note == ""
+
+
+@pytest.mark.parametrize("rate", [8_000, 44_100, 96_000])
+def test_sample_rates_give_the_same_frames(rate, reference):
+    other = prepare_audio(wav(voiced(rate, 2.0, 0.8), rate))
+    assert abs(len(other.features) - len(reference.features)) <= 1
+    n = min(len(other.features), len(reference.features))
+    # 8 kHz has no energy above 4 kHz, so compare the bands below it.
+    low = slice(0, 25)
+    assert np.corrcoef(other.features[:n, low].ravel(), reference.features[:n, low].ravel())[0, 1] > 0.9
+
+
+def test_channels_are_mixed_down(reference):
+    six = prepare_audio(wav(voiced(16_000, 2.0, 0.8, channels=6), 16_000))
+    np.testing.assert_allclose(six.features, reference.features, atol=1e-3)
+
+
+def test_flac_ogg_and_numpy_input_agree(reference):
+    x = voiced(16_000, 2.0, 0.8)
+    for data in (wav(x, 16_000, "FLAC"), wav(x, 16_000, "OGG", "VORBIS")):
+        other = prepare_audio(data)
+        assert abs(len(other.features) - len(reference.features)) <= 1
+    from_int16 = prepare_audio((16_000, (x * 32767).astype(np.int16)))  # Gradio's numpy audio
+    assert from_int16.features.shape == reference.features.shape
+    assert np.corrcoef(from_int16.features.ravel(), reference.features.ravel())[0, 1] > 0.999
+
+
+def test_long_speech_is_cut_to_its_loudest_window():
+    rate = 8_000
+    x = 0.01 * voiced(rate, 600.0, 1.0, length=598.0)  # ten minutes of quiet speech-like sound
+    loud = np.arange(int(300 * rate), int(301 * rate))
+    x[loud] *= 50  # one loud second in the middle
+    prepared = prepare_audio(wav(x, rate))
+    assert "loudest" in prepared.note and prepared.duration_s == pytest.approx(600.0)
+    assert len(prepared.waveform) / SAMPLE_RATE <= WINDOW_S + 0.2
+    assert prepared.frame_times[0] < 300.5 and prepared.frame_times[-1] > 300.5  # the window holds the loud second
+
+
+@pytest.mark.parametrize("data, message", [
+    pytest.param(b"", "empty", id="empty-file"),
+    pytest.param(wav(np.zeros(0, np.float32), 16_000), "no samples", id="zero-length"),
+    pytest.param(wav(voiced(16_000, 0.05, 0.0, 0.05), 16_000), "at least 100 ms", id="50-ms"),
+    pytest.param(wav(np.zeros(32_000, np.float32), 16_000), "no speech found", id="silence"),
+    pytest.param(wav(np.zeros((11 * 60 * 8_000,), np.int16), 8_000), "limit is 10 minutes", id="11-minutes"),
+    pytest.param(b"RIFF\x00\x00\x00\x00WAVEnot really audio" * 10, "not audio", id="not-audio-named-wav"),
+    pytest.param(b"\x89PNG\r\n\x1a\n" + bytes(200), "not audio", id="png-bytes"),
+])
+def test_bad_audio_gets_a_clear_message(data, message):
+    with pytest.raises(ValueError, match=message):
+        prepare_audio(data)
+
+
+def test_truncated_file_is_refused_or_read_as_far_as_it_goes():
+    data = wav(voiced(16_000, 2.0, 0.2), 16_000)
+    try:
+        prepared = prepare_audio(data[: len(data) // 2])  # libsndfile reads what is there
+    except ValueError as error:
+        assert "corrupt" in str(error) or "no speech" in str(error)
+    else:
+        assert len(prepared.features) > 5
+
+
+# ---------------------------------------------------------------------------- classifier
+def small_audio_config() -> DAAMConfig:
+    return DAAMConfig("audio", ["A", "B", "C"], num_layers=3, dim=16, layer_heads=2, position_heads=2,
+                      adapter={"name": "frame_convolution", "kwargs": {"mels": N_MELS, "dim": 16, "num_layers": 2}})
+
+
+def test_padding_does_not_change_a_clip_and_weights_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = DAAMClassifier(small_audio_config()).eval()
+    model.set_encoder(AudioEncoder())
+    short = prepare_audio(wav(voiced(16_000, 1.0, 0.2, length=0.3), 16_000))
+    long = prepare_audio(wav(voiced(16_000, 2.0, 0.2, length=1.2), 16_000))
+    alone = model.explain(short)
+    batched = model.explain_batch([short, long])[0]
+    np.testing.assert_allclose(batched.probabilities, alone.probabilities, atol=1e-5)
+    np.testing.assert_allclose(batched.position_weights, alone.position_weights, atol=1e-5)
+    assert alone.position_weights.shape == (2, len(short.features))
+    assert alone.extras["position_times"] is short.frame_times or np.array_equal(alone.extras["position_times"], short.frame_times)
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    loaded.set_encoder(AudioEncoder())
+    np.testing.assert_allclose(loaded.explain(short).probabilities, alone.probabilities, atol=0)
+
+
+needs_checkpoint = pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no audio checkpoint shipped")
+
+
+@needs_checkpoint
+def test_shipped_checkpoint_explains_the_examples():
+    model = load_pretrained(SHIPPED)
+    examples = sorted(p for p in (ROOT / "examples").glob("audio_*") if p.suffix in (".wav", ".ogg"))
+    assert examples, "examples/audio_* clips are missing"
+    for path in examples:
+        e = model.explain(str(path))
+        frames = len(prepare_audio(path).features)
+        assert e.position_weights.shape == (model.config.position_heads, frames)
+        assert len(e.extras["log_mel"]) == N_MELS and abs(sum(e.probabilities) - 1) < 1e-5
+    spoken = [p for p in examples if p.stem.startswith("audio_espeak_")]
+    correct = sum(model.explain(str(p)).predicted_label == p.stem[-1].upper() for p in spoken)
+    assert correct >= len(spoken) - 1
