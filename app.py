@@ -6,6 +6,8 @@ Thin glue: inputs -> daam (inference, plain data) -> viz (Plotly figures)."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import functools
 import json
 import logging
@@ -20,6 +22,7 @@ import torch
 
 import viz
 from daam import MultiHeadDensityAdaptiveAttention, load_checkpoints
+from daam.audio import MAX_SECONDS, WINDOW_S, prepare_audio
 from viz.gallery import figures_html, html_page
 
 ROOT = Path(__file__).resolve().parent
@@ -30,6 +33,8 @@ PLAYGROUND_DENSITIES = 3
 MEAN_OF_HEADS = "mean of heads"
 EXPORTS = Path(tempfile.mkdtemp(prefix="daam-lens-exports-"))  # one folder per process
 KEEP_EXPORTS = 16
+REQUEST_TIMEOUT_S = 30  # a request that takes longer gets a message instead of holding the page
+WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="daam-request")
 log = logging.getLogger("daam-lens")
 
 try:  # on Hugging Face ZeroGPU Spaces, inference must run inside spaces.GPU
@@ -46,11 +51,18 @@ for _loaded in MODELS.values():
 
 
 def _user_errors(fn):
-    """Bad input becomes a gr.Error with a human message; anything else a generic one (no stack trace in the UI)."""
+    """Bad input becomes a gr.Error with a human message; anything else a generic one (no stack trace in the UI).
+
+    The work runs on a worker thread (with the request's context, so progress bars still work) and the
+    request gets an answer after REQUEST_TIMEOUT_S at the latest."""
     @functools.wraps(fn)  # keeps the signature: gr.api derives the endpoint's parameters from it
     def wrapped(*args, **kwargs):
+        future = WORKERS.submit(contextvars.copy_context().run, fn, *args, **kwargs)
         try:
-            return fn(*args, **kwargs)
+            return future.result(timeout=REQUEST_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            log.warning("%s took over %d s", fn.__name__, REQUEST_TIMEOUT_S)
+            raise gr.Error(f"This input took longer than {REQUEST_TIMEOUT_S} s to explain; please try a smaller one.") from None
         except gr.Error:
             raise
         except ValueError as error:
@@ -78,10 +90,46 @@ def _explain_text(text: str):
     return _model("text").explain(text)
 
 
+@gpu
+def _explain_image(image):
+    if image is None:
+        raise ValueError("Please upload, paste or take a picture first.")
+    return _model("image").explain(image)
+
+
+@gpu
+def _explain_audio(audio, progress=None):
+    if audio is None:
+        raise ValueError("Please upload or record a clip first.")
+    model = _model("audio")  # before decoding: a missing checkpoint is the first thing to say
+    if progress is not None:
+        progress(0.1, desc="decoding, trimming silence")
+    prepared = prepare_audio(audio)
+    if progress is not None:
+        progress(0.5, desc="running the model")
+    return model.explain(prepared)
+
+
+def _as_json(explanation) -> dict:
+    return json.loads(explanation.to_json())
+
+
 @_user_errors
 def explain_text(text: str) -> dict:
     """Explain a sentence with the text DAAM checkpoint: the Explanation as JSON."""
-    return json.loads(_explain_text(text).to_json())
+    return _as_json(_explain_text(text))
+
+
+@_user_errors
+def explain_image(image: str) -> dict:
+    """Explain an image file (PNG, JPEG, GIF, WebP, BMP, TIFF) with the image checkpoint: the Explanation as JSON."""
+    return _as_json(_explain_image(image))
+
+
+@_user_errors
+def explain_audio(audio: str) -> dict:
+    """Explain an audio file (WAV, FLAC, OGG) with the audio checkpoint: the Explanation as JSON."""
+    return _as_json(_explain_audio(audio))
 
 
 # ---------------------------------------------------------------------------- views
@@ -90,29 +138,55 @@ def _head_choices(explanation: dict | None) -> list[str]:
     return [MEAN_OF_HEADS] + [f"head {h}" for h in range(heads)]
 
 
+def _summary(explanation: dict) -> str:
+    notes = {"text": "the input was truncated to the encoder's 512 tokens",
+             "audio": (explanation.get("extras") or {}).get("note", "")}
+    note = notes.get(explanation["modality"], "") if explanation["truncated"] else ""
+    return (f"**{explanation['predicted_label']}** ({max(explanation['probabilities']):.1%})"
+            + (f" — {note}." if note else "")
+            + f"  \nencoder {explanation['timings']['encoder_ms']:.0f} ms, DAAM {explanation['timings']['daam_ms']:.0f} ms")
+
+
 def _render(explanation: dict, head_choice: str, normalise: bool):
+    """The figures every modality shows: summary, prediction, positions, both density stages, layer importance."""
     head = None if head_choice in (None, MEAN_OF_HEADS) else int(head_choice.split()[-1])
     figs = viz.explanation_figures(explanation, head=head, normalise_per_head=normalise)
-    summary = (f"**{explanation['predicted_label']}** ({max(explanation['probabilities']):.1%})"
-               + (" — the input was truncated to the encoder's 512 tokens." if explanation["truncated"] else "")
-               + f"  \nencoder {explanation['timings']['encoder_ms']:.0f} ms, DAAM {explanation['timings']['daam_ms']:.0f} ms")
-    return (summary, figs["prediction"], figs["positions"], figs["highlighted_text"], figs["density_positions"],
+    return (_summary(explanation), figs["prediction"], figs["positions"], figs["density_positions"],
             figs["density_layers"], figs["layer_importance"])
+
+
+def _highlighted(explanation: dict, head_choice: str) -> str:
+    head = None if head_choice in (None, MEAN_OF_HEADS) else int(head_choice.split()[-1])
+    return viz.highlighted_text_html(explanation["position_labels"], explanation["position_weights"], head)
 
 
 @_user_errors
 def text_view(text: str, head_choice: str, normalise: bool):
-    explanation = explain_text(text)
+    explanation = _as_json(_explain_text(text))
     choice = head_choice if head_choice in _head_choices(explanation) else MEAN_OF_HEADS
     return (explanation, gr.update(choices=_head_choices(explanation), value=choice),
-            *_render(explanation, choice, normalise))
+            *_render(explanation, choice, normalise), _highlighted(explanation, choice))
 
 
 @_user_errors
 def rerender(explanation: dict | None, head_choice: str, normalise: bool):
     if explanation is None:
         raise gr.Error("Explain a sentence first.")
-    return _render(explanation, head_choice, normalise)
+    return (*_render(explanation, head_choice, normalise), _highlighted(explanation, head_choice))
+
+
+@_user_errors
+def image_view(image):
+    explanation = _as_json(_explain_image(image))
+    seen = np.asarray(explanation["extras"]["image"]["array"], dtype=np.uint8)
+    return (explanation, seen, *_render(explanation, MEAN_OF_HEADS, False))
+
+
+@_user_errors
+def audio_view(audio, progress=gr.Progress()):
+    explanation = _as_json(_explain_audio(audio, progress))
+    progress(0.8, desc="drawing")
+    return (explanation, *_render(explanation, MEAN_OF_HEADS, False))
 
 
 @_user_errors
@@ -187,13 +261,57 @@ def playground_start(source: str):
 
 
 # ---------------------------------------------------------------------------- layout
+class UploadedImage(gr.Image):
+    """gr.Image that hands the uploaded file itself to the handler, undecoded.
+
+    Gradio would decode it with its own settings first (converting modes, and failing with a generic
+    error on a non-image); daam.images decodes every case itself and says clearly what is wrong."""
+
+    # Drawn by the browser as the built-in Image component: only the server-side preprocessing differs.
+    is_template = True
+
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        return gr.Image.get_component_class_id()
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)  # Gradio's own upload folder: it has already checked the upload
+        return super().preprocess(payload)
+
+
+def _result_views(prefix: str, positions_label: str) -> list:
+    """The outputs every modality tab shows, in _render's order."""
+    summary = gr.Markdown(elem_id=f"{prefix}-summary")
+    prediction = gr.Plot(label="Prediction")
+    positions = gr.Plot(label=positions_label, elem_id=f"{prefix}-positions")
+    with gr.Row():
+        density_positions = gr.Plot(label="Densities: positions stage")
+        density_layers = gr.Plot(label="Densities: layers stage")
+    importance = gr.Plot(label="Layer importance")
+    return [summary, prediction, positions, density_positions, density_layers, importance]
+
+
+def _export_row(explanation: gr.State) -> None:
+    with gr.Row():
+        export_button = gr.Button("Export JSON and figures")
+        files = gr.File(label="Downloads", file_count="multiple")
+    export_button.click(export, explanation, files, api_visibility="private")
+
+
+def _api_endpoint(fn, component: gr.components.Component, api_name: str) -> None:
+    """A named endpoint over a file input: Gradio's upload checks apply, the answer is the Explanation JSON."""
+    trigger = gr.Button(visible=False)
+    trigger.click(fn, component, gr.JSON(visible=False), api_name=api_name)
+
+
 def build() -> gr.Blocks:
     with gr.Blocks(title="DAAM Lens") as demo:
         gr.Markdown("# DAAM Lens\nSee what **Density Adaptive Attention** does with your input: each head gates "
                     "every feature by a learned mixture of Gaussians of its z-score.")
-        explanation = gr.State(None)
         with gr.Tab("Text"):
             if "text" in MODELS:
+                explanation = gr.State(None)
                 with gr.Row():
                     text = gr.Textbox(label="Sentence", lines=3, max_length=MAX_TEXT_CHARS, elem_id="text-input",
                                       placeholder="A warm, funny and beautifully acted film.")
@@ -204,29 +322,53 @@ def build() -> gr.Blocks:
                 gr.Examples(["A warm, funny and beautifully acted film that earns every one of its tears.",
                              "The jokes fall flat, the plot makes no sense and the ending drags on forever.",
                              "Gorgeous to look at, but the story is thin and the second half is a slog."], text)
-                summary = gr.Markdown(elem_id="text-summary")
-                prediction = gr.Plot(label="Prediction")
-                heatmap = gr.Plot(label="Density weight per head over tokens", elem_id="token-heatmap")
-                highlighted = gr.HTML(label="Highlighted text")
-                with gr.Row():
-                    density_positions = gr.Plot(label="Densities: positions stage")
-                    density_layers = gr.Plot(label="Densities: layers stage")
-                importance = gr.Plot(label="Layer importance")
-                with gr.Row():
-                    export_button = gr.Button("Export JSON and figures")
-                    files = gr.File(label="Downloads", file_count="multiple")
-                views = [summary, prediction, heatmap, highlighted, density_positions, density_layers, importance]
+                views = _result_views("text", "Density weight per head over tokens")
+                views.append(gr.HTML(label="Highlighted text"))
                 inputs = [text, head, normalise]
                 go_button.click(text_view, inputs, [explanation, head, *views], api_visibility="private")
                 text.submit(text_view, inputs, [explanation, head, *views], api_visibility="private")
                 for control in (head, normalise):
                     control.change(rerender, [explanation, head, normalise], views, api_visibility="private")
-                export_button.click(export, explanation, files, api_visibility="private")
+                _export_row(explanation)
             else:
                 gr.Markdown(MISSING["text"])
-        for modality in ("image", "audio"):
-            with gr.Tab(modality.capitalize()):
-                gr.Markdown(MISSING.get(modality, f"The {modality} view arrives with its checkpoint."))
+        with gr.Tab("Image"):
+            if "image" in MODELS:
+                explanation = gr.State(None)
+                gr.Markdown("One garment, ideally on a plain background. Photos (dark on light) are inverted, "
+                            "cropped and centred to look like Fashion-MNIST: *what the model sees* shows the result.")
+                with gr.Row():
+                    image = UploadedImage(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                          label="Image", elem_id="image-input", height=300)
+                    seen = gr.Image(label="What the model sees", interactive=False, height=300, elem_id="image-seen")
+                image_button = gr.Button("Explain", variant="primary", elem_id="explain-image")
+                examples = sorted((ROOT / "examples").glob("image_*.png"))
+                if examples:
+                    gr.Examples([str(p) for p in examples], image)
+                views = _result_views("image", "Density weight over image patches")
+                image_button.click(image_view, image, [explanation, seen, *views], api_visibility="private")
+                _export_row(explanation)
+                _api_endpoint(explain_image, UploadedImage(type="filepath", image_mode=None, visible=False),
+                              "explain_image")
+            else:
+                gr.Markdown(MISSING["image"])
+        with gr.Tab("Audio"):
+            if "audio" in MODELS:
+                explanation = gr.State(None)
+                gr.Markdown(f"Say one English letter name (A–Z). Silence around the speech is trimmed; speech longer "
+                            f"than {WINDOW_S:g} s is cut to its loudest {WINDOW_S:g} s; clips up to "
+                            f"{MAX_SECONDS / 60:.0f} minutes are accepted.")
+                audio = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Clip", elem_id="audio-input")
+                audio_button = gr.Button("Explain", variant="primary", elem_id="explain-audio")
+                examples = sorted((ROOT / "examples").glob("audio_*.wav")) + sorted((ROOT / "examples").glob("audio_*.ogg"))
+                if examples:
+                    gr.Examples([str(p) for p in examples], audio)
+                views = _result_views("audio", "Spectrogram and density weight per head over time")
+                audio_button.click(audio_view, audio, [explanation, *views], api_visibility="private")
+                _export_row(explanation)
+                _api_endpoint(explain_audio, gr.Audio(type="filepath", visible=False), "explain_audio")
+            else:
+                gr.Markdown(MISSING["audio"])
         with gr.Tab("Playground"):
             gr.Markdown("Shape one head's gate by hand. A **mixture** can keep several ranges of z; the original "
                         "**product** of Gaussians always collapses to a single Gaussian.")

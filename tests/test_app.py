@@ -82,18 +82,71 @@ def test_bad_text_gets_a_clear_message_and_the_app_keeps_serving(app_url):
     assert client.predict("Great.", api_name="/explain_text")["predicted_label"] in ("fresh", "rotten")
 
 
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.mark.parametrize("modality, example", [("image", "image_drawn_trousers.png"), ("audio", "audio_espeak_b.wav")])
+def test_file_endpoints_match_explain_called_directly(app_url, modality, example):
+    from gradio_client import Client, handle_file
+
+    if not (ROOT / "checkpoints" / modality / "config.json").is_file():
+        pytest.skip(f"no {modality} checkpoint")
+    client = Client(app_url, verbose=False)
+    answer = client.predict(handle_file(str(EXAMPLES / example)), api_name=f"/explain_{modality}")
+    direct = load_pretrained(ROOT / "checkpoints" / modality).explain(str(EXAMPLES / example))
+    assert answer["modality"] == modality and answer["predicted_label"] == direct.predicted_label
+    np.testing.assert_allclose(answer["probabilities"], direct.probabilities, atol=1e-5)
+    np.testing.assert_allclose(answer["position_weights"], direct.position_weights, atol=1e-5)
+    np.testing.assert_allclose(answer["layer_importance"], direct.layer_importance, atol=1e-5)
+
+
+@pytest.mark.parametrize("modality, content, message", [
+    ("image", b"plain text, not a picture", "not an image"),
+    ("audio", b"RIFF....WAVE but not audio at all", "not audio"),
+])
+def test_bad_files_get_a_clear_message_and_the_app_keeps_serving(app_url, tmp_path, modality, content, message):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    if not (ROOT / "checkpoints" / modality / "config.json").is_file():
+        pytest.skip(f"no {modality} checkpoint")
+    bad = tmp_path / ("bad.png" if modality == "image" else "bad.wav")
+    bad.write_bytes(content)
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(bad)), api_name=f"/explain_{modality}")
+    assert client.predict("Great.", api_name="/explain_text")["predicted_label"] in ("fresh", "rotten")
+
+
 def test_browser_explains_a_sentence(app_url, tmp_path):
     with chromium_page(1200, 1000) as (page, errors):
         page.goto(app_url)
         page.locator("#text-input textarea").fill("A warm and wonderful film.")
         page.locator("#explain-text").click()
-        page.wait_for_selector("#token-heatmap .main-svg", timeout=60000)
+        page.wait_for_selector("#text-positions .main-svg", timeout=60000)
         page.wait_for_function("document.querySelector('#text-summary').innerText.includes('%')", timeout=30000)
         summary = page.locator("#text-summary").inner_text()
-        ticks = page.locator("#token-heatmap .xtick text").all_text_contents()
+        ticks = page.locator("#text-positions .xtick text").all_text_contents()
         page.screenshot(path=str(tmp_path / "text.png"), full_page=True)
     assert "warm" in ticks and "wonderful" in ticks
     assert "fresh" in summary or "rotten" in summary
+    assert errors == []
+
+
+def test_browser_explains_an_uploaded_image(app_url, tmp_path):
+    if not (ROOT / "checkpoints" / "image" / "config.json").is_file():
+        pytest.skip("no image checkpoint")
+    with chromium_page(1200, 1200) as (page, errors):
+        page.goto(app_url)
+        page.get_by_role("tab", name="Image").click()
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "image_drawn_tshirt.png"))
+        page.wait_for_selector("#image-input img", timeout=30000)
+        page.locator("#explain-image").click()
+        page.wait_for_selector("#image-positions .main-svg", timeout=60000)
+        page.wait_for_selector("#image-seen img", timeout=30000)
+        summary = page.locator("#image-summary").inner_text()
+        page.screenshot(path=str(tmp_path / "image.png"), full_page=True)
+    assert "%" in summary
     assert errors == []
 
 
