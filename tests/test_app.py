@@ -192,3 +192,17 @@ def test_playground_starts_from_a_checkpoint_head_or_from_scratch():
     np.testing.assert_allclose(values[3:6], np.clip(p["scales"][head].numpy(), 0.05, 3), rtol=1e-6)
     np.testing.assert_allclose(values[6:], np.clip(p["weights"][head].numpy(), 0.001, 1), rtol=1e-6)
     assert app.playground_start(app.FROM_SCRATCH) == [-2.0, 0.0, 2.0, 0.6, 0.6, 0.6, 1.0, 1.0, 1.0]
+
+
+def test_slow_requests_get_a_message_instead_of_hanging(monkeypatch):
+    import gradio as gr
+
+    import app
+
+    monkeypatch.setattr(app, "REQUEST_TIMEOUT_S", 0.2)
+    slow = app._user_errors(lambda: time.sleep(2))
+    started = time.perf_counter()
+    with pytest.raises(gr.Error, match="longer than 0.2 s"):
+        slow()
+    assert time.perf_counter() - started < 1.5
+    assert app._user_errors(lambda: "quick")() == "quick"
