@@ -74,6 +74,22 @@ model actually saw. The gates show what the density attention emphasises, which 
 of the prediction.""")
 
 
+def _real_gap(metrics: dict, real: dict) -> str:
+    """What limits the real-recording figure, when it is far below the synthetic one."""
+    synthetic = metrics["results"]["daam"]["test_accuracy"]["mean"]
+    if real["daam"]["mean"] >= 0.5:
+        return ""
+    return f"""
+**Why real speech scores lower ({real['daam']['mean']:.2f} against {synthetic:.2f} on held-out synthetic voices).** Every
+training voice is espeak-ng's formant synthesis: all share one pronunciation model, so its variants differ in
+timbre, pitch and speed but not in how a letter is articulated, and none has a real microphone, breath or
+background. The klettres speakers (two accents, 2 s clips with room noise) are outside that distribution, and the
+mistakes above are spread over many letters, not only the confusable B/D/E/P/T/V set. What would close the gap,
+untested here: more varied speech in training (other synthesisers, vocal-tract-length and speed perturbation, SpecAugment
+masking), a few real recordings for validation, or a pretrained speech encoder once one can be installed offline.
+"""
+
+
 def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
     d, real = metrics["data"], metrics.get("real_clips")
     if real:
@@ -90,7 +106,7 @@ def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
 
 The shipped checkpoint gets {sel['accuracy']:.4f} on them (chance: {1 / len(metrics['labels']):.3f}). Its mistakes
 (true→predicted, most frequent prediction per letter): {misses or 'none'}.
-"""
+{_real_gap(metrics, real)}"""
     else:
         more = "\nThe real-recording test set (klettres-data) was not installed when this checkpoint was trained.\n"
     return dict(

@@ -2,7 +2,6 @@
 
 Every input gets an Explanation or a clear message, within 30 s, and the server keeps answering."""
 
-import io
 import time
 from pathlib import Path
 
@@ -141,3 +140,21 @@ def test_audio(app_url, tmp_path, name):
 def test_server_still_answers_after_the_matrix(app_url):
     answer, message, _ = call(app_url, "/explain_text", "A charming, clever film.")
     assert message is None and answer["predicted_label"] in ("fresh", "rotten")
+
+
+def test_server_side_paths_are_never_opened(app_url, tmp_path):
+    """A request naming a file on the server (not uploaded through Gradio) is refused before the handler runs."""
+    import json
+    import urllib.request
+
+    if not (ROOT / "checkpoints" / "image" / "config.json").is_file():
+        pytest.skip("no image checkpoint")
+    planted = tmp_path / "valid.png"
+    garment().save(planted)  # a perfectly good image: only the path makes it unacceptable
+    endpoint = app_url + "gradio_api/call/explain_image"
+    for path in (str(planted), "/etc/passwd", str(ROOT / "examples" / "image_drawn_tshirt.png")):
+        body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}).encode()
+        request = urllib.request.Request(endpoint, data=body, headers={"Content-Type": "application/json"})
+        event = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+        stream = urllib.request.urlopen(f"{endpoint}/{event}", timeout=30).read().decode()
+        assert stream.startswith("event: error") and "predicted_label" not in stream, stream[:300]

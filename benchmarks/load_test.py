@@ -1,0 +1,116 @@
+"""Load and memory soak of the running app, over loopback only; bounded in count and time.
+
+    python benchmarks/load_test.py [--clients 8] [--requests 25] [--soak 500]
+
+1. Single-request latency: median of 10 sequential mixed requests (text, image, audio).
+2. Load: `clients` gradio_client clients in parallel, each sending `requests` mixed requests;
+   prints p50, p95, max and errors (goal: 0 errors, p95 <= 4x the single-request p50).
+3. Memory: the server's RSS after warm-up and after `soak` more mixed requests
+   (goal: growth < 200 MB)."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import itertools
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEADLINE_S = 1200  # the whole run stops here, whatever the counts
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def requests_cycle():
+    """Mixed requests over every modality that has a checkpoint: (endpoint, argument) pairs, forever."""
+    from gradio_client import handle_file
+
+    pool = [("/explain_text", "A warm, funny and beautifully acted film."),
+            ("/explain_text", "The plot makes no sense and the ending drags on forever.")]
+    for modality, pattern in (("image", "image_*.png"), ("audio", "audio_*.wav")):
+        if (ROOT / "checkpoints" / modality / "config.json").is_file():
+            pool += [(f"/explain_{modality}", handle_file(str(p))) for p in sorted((ROOT / "examples").glob(pattern))[:2]]
+    return itertools.cycle(pool)
+
+
+def timed(client, endpoint, argument) -> tuple[float, str | None]:
+    started = time.perf_counter()
+    try:
+        client.predict(argument, api_name=endpoint)
+        return time.perf_counter() - started, None
+    except Exception as error:  # any failure counts as an error of the load test
+        return time.perf_counter() - started, f"{endpoint}: {error}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=25)
+    parser.add_argument("--soak", type=int, default=500)
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False"))
+    begun = time.perf_counter()
+    try:
+        while True:
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:
+                if proc.poll() is not None or time.perf_counter() - begun > 120:
+                    raise SystemExit("the app did not start within 120 s")
+                time.sleep(0.5)
+        cycle = requests_cycle()
+        for _ in range(6):  # warm-up: every endpoint once or more
+            timed(client, *next(cycle))
+        single = [timed(client, *next(cycle))[0] for _ in range(10)]
+        single_p50 = statistics.median(single)
+
+        clients = [Client(url, verbose=False) for _ in range(args.clients)]
+        work = [(clients[c], *next(cycle)) for _ in range(args.requests) for c in range(args.clients)]
+        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+            results = list(pool.map(lambda job: timed(*job), work, timeout=DEADLINE_S))
+        latencies = sorted(r[0] for r in results)
+        errors = [r[1] for r in results if r[1]]
+        p50, p95 = statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
+        print(f"single request p50 {single_p50 * 1e3:.0f} ms (10 sequential mixed requests)")
+        print(f"load: {args.clients} clients x {args.requests} requests = {len(work)}: p50 {p50 * 1e3:.0f} ms, "
+              f"p95 {p95 * 1e3:.0f} ms, max {latencies[-1] * 1e3:.0f} ms, errors {len(errors)}; "
+              f"p95 / single p50 = {p95 / single_p50:.1f}x   (goal: 0 errors, <= 4x)")
+        for error in errors[:5]:
+            print("  error:", error)
+
+        before = rss_mb(proc.pid)
+        soak_errors = 0
+        for count in range(args.soak):
+            soak_errors += timed(client, *next(cycle))[1] is not None
+            if time.perf_counter() - begun > DEADLINE_S:
+                print(f"soak stopped at the {DEADLINE_S} s deadline after {count + 1} requests")
+                break
+        after = rss_mb(proc.pid)
+        print(f"memory: server RSS {before:.0f} MB after warm-up and load, {after:.0f} MB after {args.soak} more mixed "
+              f"requests: growth {after - before:+.0f} MB, errors {soak_errors}   (goal < 200 MB)")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
