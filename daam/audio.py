@@ -9,12 +9,12 @@ recordings differ in gain and microphone colouring far more than synthetic voice
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import file_bytes
 
 SAMPLE_RATE = 16_000
 N_FFT, WIN, HOP, N_MELS = 512, 400, 320, 40  # 25 ms windows every 20 ms, 40 mel bands
@@ -50,17 +50,7 @@ def decode_audio(source) -> tuple[np.ndarray, int]:
             samples = samples / float(-np.iinfo(samples.dtype).min)  # int16: 32768, as soundfile scales
         samples = samples.astype(np.float32)
         return (samples[:, None] if samples.ndim == 1 else samples), int(rate)
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"no audio file at {path.name!r}")
-        data = path.read_bytes()
-    elif isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        raise ValueError(f"cannot read audio from a {type(source).__name__}")
-    if not data:
-        raise ValueError("the audio file is empty")
+    data = file_bytes(source, "audio")
     try:
         info = sf.info(io.BytesIO(data))
         if info.frames / max(info.samplerate, 1) > MAX_SECONDS:

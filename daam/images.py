@@ -9,12 +9,12 @@ scaled to the encoder's 224x224."""
 from __future__ import annotations
 
 import io
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .files import file_bytes
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel limit: larger files are refused before their pixels are decoded
 MODEL_SIZE = 224
@@ -34,17 +34,7 @@ def load_image(source) -> Image.Image:
             raise ValueError(f"an image array must be (height, width) or (height, width, channels), got {source.shape}")
         array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
         return Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"no image file at {path.name!r}")
-        data = path.read_bytes()
-    elif isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        raise ValueError(f"cannot read an image from a {type(source).__name__}")
-    if not data:
-        raise ValueError("the image file is empty")
+    data = file_bytes(source, "image")
     if b"<svg" in data[:1024].lower():
         raise ValueError(f"SVG (vector) images are not supported: export it as {ACCEPTED}")
     try:

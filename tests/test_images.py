@@ -137,7 +137,7 @@ def test_paths_and_missing_files(tmp_path, reference):
     assert close(prepare_image(path), reference, 0.01)
     with pytest.raises(ValueError, match="no image file"):
         load_image(tmp_path / "missing.png")
-    with pytest.raises(ValueError, match="cannot read an image"):
+    with pytest.raises(ValueError, match="cannot read image data"):
         load_image(3.5)
 
 
