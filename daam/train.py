@@ -510,7 +510,7 @@ TASKS = {"text": text_task, "image": image_task, "audio": audio_task}
 DEFAULTS = {  # per modality: what its run uses unless told otherwise
     "text": {"epochs": 6, "lr": 3e-3},
     "image": {"epochs": 8, "lr": 3e-3},
-    "audio": {"epochs": 12, "lr": 3e-3},
+    "audio": {"epochs": 10, "lr": 3e-3},
 }
 
 
@@ -529,8 +529,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-images", type=int, default=15_000, help="image: training images used")
     parser.add_argument("--val-images", type=int, default=2_000, help="image: validation images (from training)")
     parser.add_argument("--test-images", type=int, default=10_000, help="image: official test images used")
-    parser.add_argument("--languages-per-voice", type=int, default=3, help="audio: espeak-ng languages per variant")
-    parser.add_argument("--augmented-copies", type=int, default=1, help="audio: augmented copies of each training clip")
+    parser.add_argument("--languages-per-voice", type=int, default=4, help="audio: espeak-ng languages per variant")
+    parser.add_argument("--augmented-copies", type=int, default=2, help="audio: augmented copies of each training clip")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")
     args = parser.parse_args(argv)
     defaults = DEFAULTS[args.modality]
