@@ -110,26 +110,22 @@ def _explain_audio(audio, progress=None):
     return model.explain(prepared)
 
 
-def _as_json(explanation) -> dict:
-    return json.loads(explanation.to_json())
-
-
 @_user_errors
 def explain_text(text: str) -> dict:
     """Explain a sentence with the text DAAM checkpoint: the Explanation as JSON."""
-    return _as_json(_explain_text(text))
+    return _explain_text(text).to_dict()
 
 
 @_user_errors
 def explain_image(image: str) -> dict:
     """Explain an image file (PNG, JPEG, GIF, WebP, BMP, TIFF) with the image checkpoint: the Explanation as JSON."""
-    return _as_json(_explain_image(image))
+    return _explain_image(image).to_dict()
 
 
 @_user_errors
 def explain_audio(audio: str) -> dict:
     """Explain an audio file (WAV, FLAC, OGG) with the audio checkpoint: the Explanation as JSON."""
-    return _as_json(_explain_audio(audio))
+    return _explain_audio(audio).to_dict()
 
 
 # ---------------------------------------------------------------------------- views
@@ -162,7 +158,7 @@ def _highlighted(explanation: dict, head_choice: str) -> str:
 
 @_user_errors
 def text_view(text: str, head_choice: str, normalise: bool):
-    explanation = _as_json(_explain_text(text))
+    explanation = _explain_text(text).to_dict()
     choice = head_choice if head_choice in _head_choices(explanation) else MEAN_OF_HEADS
     return (explanation, gr.update(choices=_head_choices(explanation), value=choice),
             *_render(explanation, choice, normalise), _highlighted(explanation, choice))
@@ -177,14 +173,14 @@ def rerender(explanation: dict | None, head_choice: str, normalise: bool):
 
 @_user_errors
 def image_view(image):
-    explanation = _as_json(_explain_image(image))
+    explanation = _explain_image(image).to_dict()
     seen = np.asarray(explanation["extras"]["image"]["array"], dtype=np.uint8)
     return (explanation, seen, *_render(explanation, MEAN_OF_HEADS, False))
 
 
 @_user_errors
 def audio_view(audio, progress=gr.Progress()):
-    explanation = _as_json(_explain_audio(audio, progress))
+    explanation = _explain_audio(audio, progress).to_dict()
     progress(0.8, desc="drawing")
     return (explanation, *_render(explanation, MEAN_OF_HEADS, False))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -26,12 +26,18 @@ class Explanation:
     timings: dict  # {"encoder_ms", "daam_ms"}
     extras: dict = field(default_factory=dict)  # modality-specific data for the view
 
-    def to_json(self) -> str:
-        data = asdict(self)
-        # Arrays in extras keep their dtype (an image stays uint8) through the round trip.
-        data["extras"] = {k: ({"array": v.tolist(), "dtype": str(v.dtype)} if isinstance(v, np.ndarray) else v)
+    def to_dict(self) -> dict:
+        """The JSON form as plain lists, numbers and strings: what the API answers and what viz reads.
+
+        Arrays' floats are rounded to JSON_DECIMALS places, far below anything a figure can show: that
+        keeps answers about a third smaller. Arrays in extras keep their dtype (an image stays uint8)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it deep-copies every array
+        data["extras"] = {k: ({"array": v, "dtype": str(v.dtype)} if isinstance(v, np.ndarray) else v)
                           for k, v in self.extras.items()}
-        return json.dumps(_to_plain(data))
+        return _to_plain(data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> "Explanation":
@@ -51,9 +57,12 @@ class Explanation:
         return cls(**data)
 
 
+JSON_DECIMALS = 6
+
+
 def _to_plain(value):
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return (np.round(value.astype(np.float64), JSON_DECIMALS) if value.dtype.kind == "f" else value).tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from daam import DAAMClassifier, DAAMConfig, Explanation, load_pretrained
+from daam.explanation import JSON_DECIMALS
 from daam.encoders import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,9 +70,14 @@ def test_json_round_trip(model):
     e = model.explain("Smart and funny.")
     back = Explanation.from_json(e.to_json())
     assert back.position_labels == e.position_labels and back.predicted_label == e.predicted_label
-    np.testing.assert_allclose(back.position_weights, e.position_weights, rtol=1e-6)
-    np.testing.assert_allclose(back.density["layers"]["scales"], e.density["layers"]["scales"], rtol=1e-6)
-    np.testing.assert_allclose(back.z_values["positions"][2], e.z_values["positions"][2], rtol=1e-6)
+    # floats travel with JSON_DECIMALS places
+    close = dict(rtol=0, atol=0.6 * 10.0 ** -JSON_DECIMALS)
+    np.testing.assert_allclose(back.position_weights, e.position_weights, **close)
+    np.testing.assert_allclose(back.density["layers"]["scales"], e.density["layers"]["scales"], **close)
+    np.testing.assert_allclose(back.z_values["positions"][2], e.z_values["positions"][2], **close)
+    plain = e.to_dict()
+    assert json.loads(e.to_json()) == plain  # the API's answer is the file's content
+    assert all(round(v, JSON_DECIMALS) == v for v in plain["z_values"]["positions"][0])
 
 
 def test_padded_positions_carry_no_weight(model, encoder):
