@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .adapters import MAX_MASK_FRAMES, MAX_MASK_MELS
 from .model import DAAMConfig
 
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
@@ -74,20 +75,39 @@ model actually saw. The gates show what the density attention emphasises, which 
 of the prediction.""")
 
 
-def _real_gap(metrics: dict, real: dict) -> str:
+def _spec_masks(config: DAAMConfig) -> dict:
+    """The adapter's SpecAugment settings, {} when it trains without masking."""
+    kwargs = config.adapter.get("kwargs", {})
+    return kwargs if kwargs.get("masks") else {}
+
+
+def _real_gap(metrics: dict, real: dict, config: DAAMConfig) -> str:
     """What limits the real-recording figure, when it is far below the synthetic one."""
     synthetic = metrics["results"]["daam"]["test_accuracy"]["mean"]
     if real["daam"]["mean"] >= 0.5:
         return ""
+    masking = "" if _spec_masks(config) else """ Training with `--spec-masks N` (SpecAugment-style masking) is
+the one remedy tried: in trial runs it raised the real-clip accuracy and lowered the synthetic one. It is off in
+this checkpoint because the synthetic validation voices, which choose the model, favour training without it; the
+real clips are a test set and choose nothing."""
     return f"""
 **Why real speech scores lower ({real['daam']['mean']:.2f} against {synthetic:.2f} on held-out synthetic voices).** Every
 training voice is espeak-ng's formant synthesis: all share one pronunciation model, so its variants differ in
 timbre, pitch and speed but not in how a letter is articulated, and none has a real microphone, breath or
 background. The klettres speakers (two accents, 2 s clips with room noise) are outside that distribution, and the
 mistakes above are spread over many letters, not only the confusable B/D/E/P/T/V set. What would close the gap,
-untested here: more varied speech in training (other synthesisers, vocal-tract-length and speed perturbation, SpecAugment
-masking), a few real recordings for validation, or a pretrained speech encoder once one can be installed offline.
+untested here: more varied speech in training (other synthesisers, vocal-tract-length and speed perturbation), a
+few real recordings for validation, or a pretrained speech encoder once one can be installed offline.{masking}
 """
+
+
+def _masking(config: DAAMConfig) -> str:
+    masks = _spec_masks(config)
+    if not masks:
+        return ""
+    return (f"; while training, SpecAugment-style masking hides {masks['masks']} random time spans (up to "
+            f"{masks.get('max_mask_frames', MAX_MASK_FRAMES)} frames) and {masks['masks']} random mel bands (up to "
+            f"{masks.get('max_mask_mels', MAX_MASK_MELS)}) of every clip's log-mel frames")
 
 
 def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
@@ -106,7 +126,7 @@ def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
 
 The shipped checkpoint gets {sel['accuracy']:.4f} on them (chance: {1 / len(metrics['labels']):.3f}). Its mistakes
 (true→predicted, most frequent prediction per letter): {misses or 'none'}.
-{_real_gap(metrics, real)}"""
+{_real_gap(metrics, real, config)}"""
     else:
         more = "\nThe real-recording test set (klettres-data) was not installed when this checkpoint was trained.\n"
     return dict(
@@ -121,7 +141,7 @@ speech encoder is available offline): log-mel frames ({config.preprocessing.get(
 the 26 letter names spoken by `espeak-ng` ({d.get('synthesiser', '')}; GPL-3+ program, its output is not
 restricted) in {d.get('languages_per_voice')} of the English languages {', '.join(d.get('languages', []))} per voice variant, with random
 speed and pitch, and augmented (silence around the letter, band limits, a synthetic room, noise at 30 to 5 dB SNR,
-gain; {d.get('augmented_copies')} augmented copies of each training clip). The split is by voice variant, so the
+gain; {d.get('augmented_copies')} augmented copies of each training clip){_masking(config)}. The split is by voice variant, so the
 test voices are never heard in training: {', '.join(d.get('voices_per_split', {}).get('test', []))}. Split sizes:
 {metrics['split']['sizes']}. The real-speech test set is the human recordings of the English letters in
 Debian `klettres-data` (`en/alpha` and `en_GB/alpha`; GPL-2+, recorded for the KLettres program of KDE Education).""",

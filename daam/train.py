@@ -473,7 +473,8 @@ def audio_task(args) -> tuple[Task, nn.Module, DAAMConfig]:
         layer_heads=args.heads, position_heads=args.heads, layer_densities=args.densities,
         position_densities=args.densities, encoder={"name": encoder.name, "kwargs": {}},
         layer_names=["mel projection"] + [f"conv {i + 1}" for i in range(layers)],
-        adapter={"name": "frame_convolution", "kwargs": {"mels": N_MELS, "dim": args.dim, "num_layers": layers}},
+        adapter={"name": "frame_convolution", "kwargs": {"mels": N_MELS, "dim": args.dim, "num_layers": layers,
+                                                          "masks": args.spec_masks}},
         preprocessing={"function": "daam.audio.prepare_audio", "sample_rate": SAMPLE_RATE, "hop_s": HOP / SAMPLE_RATE,
                        "mels": N_MELS, "window_s": WINDOW_S},
     )
@@ -531,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-images", type=int, default=10_000, help="image: official test images used")
     parser.add_argument("--languages-per-voice", type=int, default=4, help="audio: espeak-ng languages per variant")
     parser.add_argument("--augmented-copies", type=int, default=2, help="audio: augmented copies of each training clip")
+    parser.add_argument("--spec-masks", type=int, default=0,
+                        help="audio: time spans and mel bands masked per training clip (SpecAugment); 0: none")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")
     args = parser.parse_args(argv)
     defaults = DEFAULTS[args.modality]

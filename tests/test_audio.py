@@ -115,6 +115,28 @@ def small_audio_config() -> DAAMConfig:
                       adapter={"name": "frame_convolution", "kwargs": {"mels": N_MELS, "dim": 16, "num_layers": 2}})
 
 
+def test_spec_augment_masks_spans_while_training_only():
+    from daam.adapters import FrameConvolution, spec_augment
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 100, N_MELS) + 5  # no real value is 0
+    masked = spec_augment(x, masks=2, max_frames=8, max_mels=6)
+    hidden = masked == 0
+    frames_hidden = hidden.all(dim=2).sum(dim=1)  # (batch,) whole frames masked
+    mels_hidden = hidden.all(dim=1).sum(dim=1)  # (batch,) whole mel bands masked
+    assert 0 < frames_hidden.max() <= 2 * 8 and 0 < mels_hidden.max() <= 2 * 6
+    assert torch.equal(masked[~hidden], x[~hidden])  # everything else is untouched
+    assert (frames_hidden[:, None] * N_MELS + mels_hidden[:, None] * 100 >= hidden.sum(dim=(1, 2))[:, None]).all()
+
+    adapter = FrameConvolution(N_MELS, 16, num_layers=2, masks=2)
+    keep = torch.ones(64, 100, dtype=torch.bool)
+    adapter.eval()
+    assert torch.equal(adapter(x, keep), adapter(x, keep))  # inference never masks
+    adapter.train()
+    adapter.dropout.p = 0.0
+    assert not torch.equal(adapter(x, keep), adapter(x, keep))
+
+
 def test_padding_does_not_change_a_clip_and_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = DAAMClassifier(small_audio_config()).eval()
