@@ -173,9 +173,9 @@ def rerender(explanation: dict | None, head_choice: str, normalise: bool):
 
 @_user_errors
 def image_view(image):
-    explanation = _explain_image(image).to_dict()
-    seen = np.asarray(explanation["extras"]["image"]["array"], dtype=np.uint8)
-    return (explanation, seen, *_render(explanation, MEAN_OF_HEADS, False))
+    result = _explain_image(image)
+    explanation = result.to_dict()
+    return (explanation, result.extras["image"], *_render(explanation, MEAN_OF_HEADS, False))
 
 
 @_user_errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from dataclasses import dataclass, field, fields
 
@@ -30,10 +32,11 @@ class Explanation:
         """The JSON form as plain lists, numbers and strings: what the API answers and what viz reads.
 
         Arrays' floats are rounded to JSON_DECIMALS places, far below anything a figure can show: that
-        keeps answers about a third smaller. Arrays in extras keep their dtype (an image stays uint8)."""
+        keeps answers about a third smaller. Arrays in extras keep their dtype; an image (2-D uint8, as
+        "what the model sees") travels as {"png": a PNG data URI, "shape"}: 224x224 pixels as numbers were
+        200 KB of an image answer and most of the time Gradio and gradio_client spend on it."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it deep-copies every array
-        data["extras"] = {k: ({"array": v, "dtype": str(v.dtype)} if isinstance(v, np.ndarray) else v)
-                          for k, v in self.extras.items()}
+        data["extras"] = {k: _extra_to_plain(v) for k, v in self.extras.items()}
         return _to_plain(data)
 
     def to_json(self) -> str:
@@ -52,12 +55,34 @@ class Explanation:
             for stage, params in data["density"].items()
         }
         data["z_values"] = {stage: [np.asarray(v, dtype=np.float32) for v in heads] for stage, heads in data["z_values"].items()}
-        data["extras"] = {k: (np.asarray(v["array"], dtype=v["dtype"]) if isinstance(v, dict) and "array" in v else v)
-                          for k, v in data.get("extras", {}).items()}
+        data["extras"] = {k: _extra_from_plain(v) for k, v in data.get("extras", {}).items()}
         return cls(**data)
 
 
 JSON_DECIMALS = 6
+PNG_PREFIX = "data:image/png;base64,"
+
+
+def _extra_to_plain(value):
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype == np.uint8 and value.ndim == 2:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(value).save(buffer, format="PNG", compress_level=1)  # lossless; level 1: 0.5 ms, not 1-3
+        return {"png": PNG_PREFIX + base64.b64encode(buffer.getvalue()).decode(), "shape": list(value.shape)}
+    return {"array": value, "dtype": str(value.dtype)}
+
+
+def _extra_from_plain(value):
+    if isinstance(value, dict) and "png" in value:
+        from PIL import Image
+
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(value["png"].removeprefix(PNG_PREFIX)))))
+    if isinstance(value, dict) and "array" in value:
+        return np.asarray(value["array"], dtype=value["dtype"])
+    return value
 
 
 def _to_plain(value):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from daam import DAAMClassifier, DAAMConfig, load_pretrained
+from daam import DAAMClassifier, DAAMConfig, Explanation, load_pretrained
 from daam.images import MODEL_SIZE, load_image, prepare_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,6 +179,21 @@ def test_shipped_checkpoint_explains_the_examples():
         assert abs(sum(e.probabilities) - 1) < 1e-5
         correct += e.predicted_label == names[path.stem.removeprefix("image_fmnist_")]
     assert correct >= len(examples) - 1
+
+
+@needs_checkpoint
+def test_json_carries_the_seen_image_as_a_lossless_png():
+    import viz
+
+    e = load_pretrained(SHIPPED).explain(garment())
+    plain = e.to_dict()
+    image = plain["extras"]["image"]
+    assert image["png"].startswith("data:image/png;base64,") and image["shape"] == [224, 224]
+    assert len(image["png"]) < 224 * 224  # a few kB, not 50,176 numbers
+    assert np.array_equal(Explanation.from_json(e.to_json()).extras["image"], e.extras["image"])
+    assert np.array_equal(viz.png_array(image["png"]), e.extras["image"])  # what viz draws is what the model saw
+    with pytest.raises(ValueError, match="PNG data URI"):
+        viz.png_array("data:image/jpeg;base64,AAAA")
 
 
 @needs_checkpoint

@@ -43,4 +43,6 @@ def _array_extra(extras: Mapping, key: str):
     if key not in extras:
         raise ValueError(f"explanation.extras is missing {key!r}")
     value = extras[key]
+    if isinstance(value, Mapping) and "png" in value:
+        return figures.png_array(value["png"])
     return value["array"] if isinstance(value, Mapping) and "array" in value else value

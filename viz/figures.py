@@ -257,6 +257,19 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def png_array(uri: str) -> np.ndarray:
+    """The uint8 array of a PNG data URI (an Explanation's JSON carries its image this way)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    header, _, payload = uri.partition(",")
+    if header != "data:image/png;base64":
+        raise ValueError(f"expected a PNG data URI, got one starting {uri[:30]!r}")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))))
+
+
 def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, all_heads: bool = False) -> go.Figure:
     """The preprocessed image with a head's (or the mean) patch weights blended over it.
 
