@@ -6,12 +6,15 @@
 2. Load: `clients` gradio_client clients in parallel, each sending `requests` mixed requests;
    prints p50, p95, max, errors and throughput (goal: 0 errors, p95 <= 4x the single-request p50).
 3. Memory: the server's RSS after warm-up and after `soak` more mixed requests
-   (goal: growth < 200 MB)."""
+   (goal: growth < 200 MB).
+4. Reference: steps 1 and 2 against benchmarks/trivial_app.py, an endpoint that does nothing under the
+   same queue settings, so the framework's own ratio is printed beside the app's (skip: --no-reference)."""
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import itertools
 import math
 import os
@@ -69,72 +72,96 @@ def per_endpoint(results: list[tuple[str, float, str | None]]) -> str:
                      for e, v in by_endpoint.items())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=25)
-    parser.add_argument("--soak", type=int, default=500)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def serve(script: Path):
+    """Start a Gradio app script on a free loopback port; yield (pid, url) once it answers; always stop it."""
     from gradio_client import Client
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
                             env=dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False"))
-    begun = time.perf_counter()
+    started = time.perf_counter()
     try:
         while True:
             try:
-                client = Client(url, verbose=False)
+                Client(url, verbose=False)
                 break
             except Exception:
-                if proc.poll() is not None or time.perf_counter() - begun > 120:
-                    raise SystemExit("the app did not start within 120 s")
+                if proc.poll() is not None or time.perf_counter() - started > 120:
+                    raise SystemExit(f"{script.name} did not start within 120 s")
                 time.sleep(0.5)
+        yield proc.pid, url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def measure(url: str, cycle, clients: int, requests: int, label: str) -> None:
+    """Print single-request and loaded latencies of `cycle`'s requests against the app at `url`."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    for _ in range(6):  # warm-up: every endpoint once or more
+        timed(client, *next(cycle))
+    single = [timed(client, *next(cycle)) for _ in range(12)]
+    single_p50 = statistics.median(r[1] for r in single)
+
+    # One thread per client, each sending its requests one after another, as a user would: a gradio_client
+    # Client shared by threads races on its one event stream and cancels requests on the client side.
+    users = [Client(url, verbose=False) for _ in range(clients)]
+    work = [[next(cycle) for _ in range(requests)] for _ in users]
+
+    def one_client(c: int) -> list[tuple[str, float, str | None]]:
+        return [timed(users[c], *request) for request in work[c]]
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = [r for rs in pool.map(one_client, range(clients), timeout=DEADLINE_S) for r in rs]
+    throughput = len(results) / (time.perf_counter() - started)
+    latencies = [r[1] for r in results]
+    errors = [r[2] for r in results if r[2]]
+    p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+    print(f"{label}: single request p50 {single_p50 * 1e3:.0f} ms (12 sequential requests): {per_endpoint(single)}")
+    print(f"{label}: load {clients} clients x {requests} requests = {len(results)}: p50 {p50 * 1e3:.0f} ms, "
+          f"p95 {p95 * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms, errors {len(errors)}, "
+          f"{throughput:.1f} requests/s; p95 / single p50 = {p95 / single_p50:.1f}x   (goal: 0 errors, <= 4x)")
+    print(f"  by endpoint under load: {per_endpoint(results)}")
+    for error in errors[:5]:
+        print("  error:", error)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=25)
+    parser.add_argument("--soak", type=int, default=500)
+    parser.add_argument("--no-reference", action="store_true", help="skip the trivial-endpoint reference")
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    begun = time.perf_counter()
+    with serve(ROOT / "app.py") as (pid, url):
         cycle = requests_cycle()
-        for _ in range(6):  # warm-up: every endpoint once or more
-            timed(client, *next(cycle))
-        single = [timed(client, *next(cycle)) for _ in range(12)]
-        single_p50 = statistics.median(r[1] for r in single)
-
-        # One thread per client, each sending its requests one after another, as a user would: a gradio_client
-        # Client shared by threads races on its one event stream and cancels requests on the client side.
-        clients = [Client(url, verbose=False) for _ in range(args.clients)]
-        work = [[next(cycle) for _ in range(args.requests)] for _ in clients]
-
-        def one_client(c: int) -> list[tuple[str, float, str | None]]:
-            return [timed(clients[c], *request) for request in work[c]]
-
-        started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            results = [r for rs in pool.map(one_client, range(args.clients), timeout=DEADLINE_S) for r in rs]
-        throughput = len(results) / (time.perf_counter() - started)
-        latencies = [r[1] for r in results]
-        errors = [r[2] for r in results if r[2]]
-        p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
-        print(f"single request p50 {single_p50 * 1e3:.0f} ms (12 sequential mixed requests): {per_endpoint(single)}")
-        print(f"load: {args.clients} clients x {args.requests} requests = {len(results)}: p50 {p50 * 1e3:.0f} ms, "
-              f"p95 {p95 * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms, errors {len(errors)}, "
-              f"{throughput:.1f} requests/s; p95 / single p50 = {p95 / single_p50:.1f}x   (goal: 0 errors, <= 4x)")
-        print(f"  by endpoint under load: {per_endpoint(results)}")
-        for error in errors[:5]:
-            print("  error:", error)
-
-        before = rss_mb(proc.pid)
+        measure(url, cycle, args.clients, args.requests, "app")
+        client = Client(url, verbose=False)
+        before = rss_mb(pid)
         soak_errors = 0
         for count in range(args.soak):
             soak_errors += timed(client, *next(cycle))[2] is not None
             if time.perf_counter() - begun > DEADLINE_S:
                 print(f"soak stopped at the {DEADLINE_S} s deadline after {count + 1} requests")
                 break
-        after = rss_mb(proc.pid)
+        after = rss_mb(pid)
         print(f"memory: server RSS {before:.0f} MB after warm-up and load, {after:.0f} MB after {args.soak} more mixed "
               f"requests: growth {after - before:+.0f} MB, errors {soak_errors}   (goal < 200 MB)")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    if not args.no_reference:
+        with serve(ROOT / "benchmarks" / "trivial_app.py") as (_, url):
+            measure(url, itertools.cycle([("/echo", "A warm, funny and beautifully acted film.")]), args.clients,
+                    args.requests, "reference (trivial endpoint)")
 
 
 if __name__ == "__main__":
