@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import itertools
 import math
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from serving import serve  # noqa: E402
 DEADLINE_S = 1200  # the whole run stops here, whatever the counts
 
 
@@ -70,34 +68,6 @@ def per_endpoint(results: list[tuple[str, float, str | None]]) -> str:
         by_endpoint.setdefault(endpoint, []).append(seconds)
     return ", ".join(f"{e} p50 {statistics.median(v) * 1e3:.0f} / p95 {percentile(v, 0.95) * 1e3:.0f} ms"
                      for e, v in by_endpoint.items())
-
-
-@contextlib.contextmanager
-def serve(script: Path):
-    """Start a Gradio app script on a free loopback port; yield (pid, url) once it answers; always stop it."""
-    from gradio_client import Client
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False"))
-    started = time.perf_counter()
-    try:
-        while True:
-            try:
-                Client(url, verbose=False)
-                break
-            except Exception:
-                if proc.poll() is not None or time.perf_counter() - started > 120:
-                    raise SystemExit(f"{script.name} did not start within 120 s")
-                time.sleep(0.5)
-        yield proc.pid, url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def measure(url: str, cycle, clients: int, requests: int, label: str) -> None:
