@@ -90,14 +90,15 @@ def _real_gap(metrics: dict, real: dict, config: DAAMConfig) -> str:
 the one remedy tried: in trial runs it raised the real-clip accuracy and lowered the synthetic one. It is off in
 this checkpoint because the synthetic validation voices, which choose the model, favour training without it; the
 real clips are a test set and choose nothing."""
+    voices = ("espeak-ng's formant synthesis, or one of flite's three training speakers" if metrics["data"].get("flite")
+              else "espeak-ng's formant synthesis")
     return f"""
 **Why real speech scores lower ({real['daam']['mean']:.2f} against {synthetic:.2f} on held-out synthetic voices).** Every
-training voice is espeak-ng's formant synthesis: all share one pronunciation model, so its variants differ in
-timbre, pitch and speed but not in how a letter is articulated, and none has a real microphone, breath or
-background. The klettres speakers (two accents, 2 s clips with room noise) are outside that distribution, and the
-mistakes above are spread over many letters, not only the confusable B/D/E/P/T/V set. What would close the gap,
-untested here: more varied speech in training (other synthesisers, vocal-tract-length and speed perturbation), a
-few real recordings for validation, or a pretrained speech encoder once one can be installed offline.{masking}
+training voice is {voices}: they share a few pronunciation models, so they differ in timbre, pitch and speed more
+than in how a letter is articulated, and none has a real microphone, breath or background. The klettres speakers
+(two accents, 2 s clips with room noise) are outside that distribution, and the mistakes above are spread over many
+letters, not only the confusable B/D/E/P/T/V set. What would close the gap: more real speakers in training, a few
+real recordings for validation, or a pretrained speech encoder once one can be installed offline.{masking}
 """
 
 
@@ -108,6 +109,19 @@ def _masking(config: DAAMConfig) -> str:
     return (f"; while training, SpecAugment-style masking hides {masks['masks']} random time spans (up to "
             f"{masks.get('max_mask_frames', MAX_MASK_FRAMES)} frames) and {masks['masks']} random mel bands (up to "
             f"{masks.get('max_mask_mels', MAX_MASK_MELS)}) of every clip's log-mel frames")
+
+
+def _flite(data: dict) -> str:
+    flite = data.get("flite")
+    if not flite:
+        return ""
+    voices = flite["voices_per_split"]
+    return f"""
+The letter names spoken by `flite` ({flite['version']}; Carnegie Mellon University's BSD-style licence,
+voices built from the CMU ARCTIC recordings of real speakers) are added: the voices {', '.join(voices['train'])} to
+training ({flite['draws']} random speeds and pitches per letter, each copy also played up to 12% faster or slower,
+which moves pitch and formants as between speakers), and {', '.join(voices['val'])} to validation, so that a second
+synthesiser, not espeak-ng alone, chooses the model."""
 
 
 def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
@@ -141,7 +155,7 @@ speech encoder is available offline): log-mel frames ({config.preprocessing.get(
 the 26 letter names spoken by `espeak-ng` ({d.get('synthesiser', '')}; GPL-3+ program, its output is not
 restricted) in {d.get('languages_per_voice')} of the English languages {', '.join(d.get('languages', []))} per voice variant, with random
 speed and pitch, and augmented (silence around the letter, band limits, a synthetic room, noise at 30 to 5 dB SNR,
-gain; {d.get('augmented_copies')} augmented copies of each training clip){_masking(config)}. The split is by voice variant, so the
+gain; {d.get('augmented_copies')} augmented copies of each training clip){_masking(config)}.{_flite(d)} The split is by voice, so the
 test voices are never heard in training: {', '.join(d.get('voices_per_split', {}).get('test', []))}. Split sizes:
 {metrics['split']['sizes']}. The real-speech test set is the human recordings of the English letters in
 Debian `klettres-data` (`en/alpha` and `en_GB/alpha`; GPL-2+, recorded for the KLettres program of KDE Education).""",
@@ -149,7 +163,7 @@ Debian `klettres-data` (`en/alpha` and `en_GB/alpha`; GPL-2+, recorded for the K
 soundfile decoding (WAV, FLAC, OGG), mono mix-down, trimming of leading and trailing silence by frame energy, the
 loudest {config.preprocessing.get('window_s')} s if longer, resampling to {config.preprocessing.get('sample_rate')} Hz
 (torchaudio), {config.preprocessing.get('mels')}-band log-mel frames, normalised per clip.""",
-        reproduce="pip install -r requirements.txt && apt-get install espeak-ng klettres-data\npython -m daam.train audio --out checkpoints/audio",
+        reproduce="pip install -r requirements.txt && apt-get install espeak-ng flite klettres-data\npython -m daam.train audio --out checkpoints/audio",
         limitations="""One English letter name per clip. The training voices are synthetic: real voices, accents and
 microphones differ from them, which the gap between the synthetic and the real test figures measures. Letters that
 differ only in a short consonant (B/D/E/P/T/V/G/Z, M/N) are the hard ones, as in ISOLET. The gates show what the

@@ -16,8 +16,9 @@ official test images are the test split. Every image goes through daam.images.pr
 the same function the app uses.
 
 Audio data: the 26 letter names synthesised with Debian `espeak-ng` (several English
-languages x every voice variant x random speed and pitch), augmented (silence, band limits,
-a synthetic room, noise at 30-5 dB SNR, gain), split by voice variant. The human recordings
+languages x every voice variant x random speed and pitch) and `flite` (its voices of real
+speakers, also speed-perturbed), augmented (silence, band limits, a synthetic room, noise at
+30-5 dB SNR, gain), split by voice; the test voices are espeak-ng ones. The human recordings
 in Debian `klettres-data` are a separate real-speech test set, never used to train or select.
 
 Steps: split (seed recorded); encode every snippet once
@@ -406,7 +407,8 @@ def augment(rate: int, samples: np.ndarray, rng: np.random.Generator) -> np.ndar
     x = np.concatenate([np.zeros(int(rng.uniform(0, 0.3) * rate)), samples, np.zeros(int(rng.uniform(0, 0.3) * rate))])
     t = torch.from_numpy(x).float()
     if rng.random() < 0.5:
-        t = AF.lowpass_biquad(t, rate, float(rng.uniform(2500, 7000)))
+        # Capped below Nyquist: flite's kal voice is 8 kHz, and a biquad cut-off above Nyquist is unstable.
+        t = AF.lowpass_biquad(t, rate, float(min(rng.uniform(2500, 7000), 0.45 * rate)))
     if rng.random() < 0.3:
         t = AF.highpass_biquad(t, rate, float(rng.uniform(80, 400)))
     x = t.numpy()
@@ -438,31 +440,85 @@ def synthesise_voice(job: tuple[str, str, int, int]) -> list[tuple[int, tuple[in
     return clips
 
 
+# Flite's voices are built from recordings of real speakers (CMU ARCTIC), so they sound unlike espeak-ng's
+# formant synthesis; kal and kal16 are one speaker. rms is kept for validation, a second synthesiser to select on.
+FLITE_VOICES = {"train": ["kal", "kal16", "awb", "slt"], "val": ["rms"]}
+
+
+def flite_letter(letter: str, voice: str, stretch: float, pitch_hz: int) -> tuple[int, np.ndarray]:
+    """One letter name from flite (a lone capital is spelt out): (sample rate, mono float32 samples)."""
+    import soundfile as sf
+
+    wav = subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}",
+                          "--setf", f"int_f0_target_mean={pitch_hz}", "-t", letter, "-o", "/dev/stdout"],
+                         capture_output=True, check=True).stdout
+    samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    return rate, samples
+
+
+SPEAKER_PERTURBATION = 0.12  # the model card says "up to 12%"
+
+
+def perturb_speaker(rate: int, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Play the clip up to 12% faster or slower: pitch and formants move together, as between speakers."""
+    import torchaudio.functional as AF
+
+    factor = rng.uniform(1 - SPEAKER_PERTURBATION, 1 + SPEAKER_PERTURBATION)
+    played_at = int(round(rate * factor / 400) * 400)  # a multiple of 400 Hz keeps torchaudio's resampling filter small
+    return AF.resample(torch.from_numpy(samples), played_at, rate).numpy()
+
+
+def synthesise_flite_voice(job: tuple[str, int, int, bool, int]) -> list[tuple[int, tuple[int, np.ndarray]]]:
+    """Every letter in one flite voice, `draws` times at random speed and pitch, `copies` augmented copies of each;
+    with `perturb`, each copy is also speaker-perturbed: three training speakers alone teach few speakers."""
+    voice, draws, copies, perturb, seed = job
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(draws):
+        for label, letter in enumerate(LETTERS):
+            rate, samples = flite_letter(letter, voice, round(rng.uniform(0.75, 1.4), 2), int(rng.integers(80, 230)))
+            clips += [(label, (rate, augment(rate, perturb_speaker(rate, samples, rng) if perturb else samples, rng)))
+                      for _ in range(copies)]
+    return clips
+
+
 def audio_task(args) -> tuple[Task, nn.Module, DAAMConfig]:
-    if shutil.which("espeak-ng") is None:
-        raise SystemExit("espeak-ng not found: `apt-get install espeak-ng` (synthetic training voices)")
+    for program, role in (("espeak-ng", "synthetic training voices"), ("flite", "synthetic voices of real speakers")):
+        if shutil.which(program) is None:
+            raise SystemExit(f"{program} not found: `apt-get install {program}` ({role})")
     variants = espeak_variants()
     random.Random(SPLIT_SEED).shuffle(variants)
     n_val = n_test = max(1, round(0.15 * len(variants)))
     by_split = {"val": variants[:n_val], "test": variants[n_val:n_val + n_test], "train": variants[n_val + n_test:]}
+    flite_voices = FLITE_VOICES
     if args.quick:
         by_split = {k: v[:2] for k, v in by_split.items()}
+        flite_voices = {k: v[:1] for k, v in flite_voices.items()}
     rng = np.random.default_rng(SPLIT_SEED)
-    jobs = [(name, variant, str(language), args.augmented_copies if name == "train" else 1, int(rng.integers(2**31)))
+    jobs = [(name, synthesise_voice, (variant, str(language), args.augmented_copies if name == "train" else 1,
+                                      int(rng.integers(2**31))))
             for name, vs in by_split.items() for variant in vs
             for language in rng.choice(ESPEAK_LANGUAGES, size=args.languages_per_voice, replace=False)]
+    flite_rng = np.random.default_rng(SPLIT_SEED + 1)
+    jobs += [(name, synthesise_flite_voice, (voice, args.flite_draws if name == "train" else args.flite_draws // 2,
+                                             args.augmented_copies if name == "train" else 1, name == "train",
+                                             int(flite_rng.integers(2**31))))
+             for name, voices in flite_voices.items() for voice in voices]
     inputs, targets, split = [], [], {"train": [], "val": [], "test": []}
-    for name, *job in tqdm(jobs, desc="synthesising voices", unit="voice"):
-        for label, clip in synthesise_voice(tuple(job)):
+    for name, synthesise, job in tqdm(jobs, desc="synthesising voices", unit="voice"):
+        for label, clip in synthesise(job):
             split[name].append(len(inputs))
             inputs.append(clip)
             targets.append(label)
     version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+    flite_version = subprocess.run(["flite", "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip()
     task = Task("Spoken English letter names A-Z (ISOLET's task)", LETTERS, inputs, targets, split,
                 {"synthesiser": version, "languages": ESPEAK_LANGUAGES, "voices_per_split": by_split,
+                 "flite": {"version": flite_version, "voices_per_split": flite_voices, "draws": args.flite_draws},
                  "languages_per_voice": args.languages_per_voice, "augmented_copies": args.augmented_copies,
                  "examples": len(inputs),
-                 "split": {"seed": SPLIT_SEED, "by": "espeak-ng voice variant: no variant is in two splits"}},
+                 "split": {"seed": SPLIT_SEED, "by": "voice: no espeak-ng variant or flite voice is in two splits; "
+                                                            "the test voices are espeak-ng ones"}},
                 sort_key=lambda clip: len(clip[1]))
     encoder = build_encoder("audio")
     from .audio import HOP, N_MELS, SAMPLE_RATE, WINDOW_S
@@ -532,6 +588,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-images", type=int, default=10_000, help="image: official test images used")
     parser.add_argument("--languages-per-voice", type=int, default=4, help="audio: espeak-ng languages per variant")
     parser.add_argument("--augmented-copies", type=int, default=2, help="audio: augmented copies of each training clip")
+    parser.add_argument("--flite-draws", type=int, default=15,
+                        help="audio: times each flite training voice says every letter (validation: half)")
     parser.add_argument("--spec-masks", type=int, default=0,
                         help="audio: time spans and mel bands masked per training clip (SpecAugment); 0: none")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")

@@ -137,6 +137,28 @@ def test_spec_augment_masks_spans_while_training_only():
     assert not torch.equal(adapter(x, keep), adapter(x, keep))
 
 
+def test_training_augmentation_stays_finite_at_low_rates_and_perturbs_speakers():
+    from daam.train import augment, perturb_speaker
+
+    rng = np.random.default_rng(0)
+    for rate in (8_000, 16_000, 22_050):  # flite's kal voice is 8 kHz: a band limit above Nyquist would blow up
+        clip = voiced(rate, 1.0, 0.2)
+        for _ in range(10):
+            out = augment(rate, clip, rng)
+            assert np.isfinite(out).all() and 0 < np.abs(out).max() <= 0.9
+
+    rate, clip = 16_000, voiced(16_000, 1.0, 0.2)
+    factors = []
+    for _ in range(10):
+        out = perturb_speaker(rate, clip, rng)
+        factor = len(clip) / len(out)  # played faster -> shorter and higher
+        spectrum = np.abs(np.fft.rfft(out))
+        peak_hz = np.fft.rfftfreq(len(out), 1 / rate)[spectrum.argmax()]
+        assert 0.87 <= factor <= 1.13 and abs(peak_hz - 140 * factor) < 3  # the pitch moves with the speed
+        factors.append(factor)
+    assert np.ptp(factors) > 0.05
+
+
 def test_padding_does_not_change_a_clip_and_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = DAAMClassifier(small_audio_config()).eval()
