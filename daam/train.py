@@ -123,7 +123,10 @@ def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, s
 
 
 # ---------------------------------------------------------------------------- metrics
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str],
+                          groups: list[str] | None = None) -> dict:
+    """Accuracy, macro-F1, per-class figures and the confusion matrix; with `groups` (one name per example,
+    such as its voice), the accuracy within each group too: an average can hide one group the model fails."""
     k = len(labels)
     confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (y_true, y_pred), 1)
@@ -136,8 +139,12 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[s
         f1s.append(f1)
         per_class[name] = {"precision": round(float(precision), 4), "recall": round(float(recall), 4),
                            "f1": round(float(f1), 4), "support": int(confusion[c].sum())}
-    return {"accuracy": round(float((y_true == y_pred).mean()), 4), "macro_f1": round(float(np.mean(f1s)), 4),
-            "per_class": per_class, "confusion_matrix": confusion.tolist(), "confusion_labels": labels}
+    report = {"accuracy": round(float((y_true == y_pred).mean()), 4), "macro_f1": round(float(np.mean(f1s)), 4),
+              "per_class": per_class, "confusion_matrix": confusion.tolist(), "confusion_labels": labels}
+    if groups is not None:
+        correct, names = y_true == y_pred, np.asarray(groups)
+        report["accuracy_per_group"] = {g: round(float(correct[names == g].mean()), 4) for g in dict.fromkeys(groups)}
+    return report
 
 
 def mean_sd(values: list[float]) -> dict:
@@ -230,6 +237,7 @@ class Task:
     split: dict[str, list[int]]
     provenance: dict  # data files, hashes, split rules: written to metrics.json
     sort_key: Callable | None = None
+    groups: list[str] | None = None  # per input, e.g. its voice: test accuracy is also reported per group
 
 
 def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSettings, args,
@@ -257,9 +265,10 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
 
     # The test split is touched here only, once per selected model.
     y_test = cache.labels[task.split["test"]].numpy()
+    test_groups = [task.groups[i] for i in task.split["test"]] if task.groups else None
     results, curves, selected = {}, {}, {}
     for name, runs in trained.items():
-        reports = [classification_report(y_test, predict(model, cache, task.split["test"])[0], task.labels)
+        reports = [classification_report(y_test, predict(model, cache, task.split["test"])[0], task.labels, test_groups)
                    for _, model, _ in runs]
         chosen = max(range(len(runs)), key=lambda i: runs[i][2]["val_accuracy"])
         results[name] = {
@@ -504,12 +513,13 @@ def audio_task(args) -> tuple[Task, nn.Module, DAAMConfig]:
                                              args.augmented_copies if name == "train" else 1, name == "train",
                                              int(flite_rng.integers(2**31))))
              for name, voices in flite_voices.items() for voice in voices]
-    inputs, targets, split = [], [], {"train": [], "val": [], "test": []}
+    inputs, targets, voices, split = [], [], [], {"train": [], "val": [], "test": []}
     for name, synthesise, job in tqdm(jobs, desc="synthesising voices", unit="voice"):
         for label, clip in synthesise(job):
             split[name].append(len(inputs))
             inputs.append(clip)
             targets.append(label)
+            voices.append(job[0])
     version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
     flite_version = subprocess.run(["flite", "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip()
     task = Task("Spoken English letter names A-Z (ISOLET's task)", LETTERS, inputs, targets, split,
@@ -519,7 +529,7 @@ def audio_task(args) -> tuple[Task, nn.Module, DAAMConfig]:
                  "examples": len(inputs),
                  "split": {"seed": SPLIT_SEED, "by": "voice: no espeak-ng variant or flite voice is in two splits; "
                                                             "the test voices are espeak-ng ones"}},
-                sort_key=lambda clip: len(clip[1]))
+                sort_key=lambda clip: len(clip[1]), groups=voices)
     encoder = build_encoder("audio")
     from .audio import HOP, N_MELS, SAMPLE_RATE, WINDOW_S
 

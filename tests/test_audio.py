@@ -159,6 +159,26 @@ def test_training_augmentation_stays_finite_at_low_rates_and_perturbs_speakers()
     assert np.ptp(factors) > 0.05
 
 
+def test_test_accuracy_is_reported_per_voice_and_the_card_lists_the_worst_voice_first(tmp_path):
+    import json
+
+    from daam.model_card import write_card
+    from daam.train import classification_report
+
+    y_true, y_pred = np.array([0, 1, 0, 1, 0, 1]), np.array([0, 1, 1, 1, 0, 0])
+    voices = ["Max", "Max", "Alicia", "Alicia", "Jacky", "Jacky"]
+    assert "accuracy_per_group" not in classification_report(y_true, y_pred, ["A", "B"])
+    report = classification_report(y_true, y_pred, ["A", "B"], voices)
+    assert report["accuracy_per_group"] == {"Max": 1.0, "Alicia": 0.5, "Jacky": 0.5}
+
+    shipped = ROOT / "checkpoints/audio"
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    metrics["results"]["daam"]["selected_test"]["accuracy_per_group"] = {"Max": 0.99, "Alicia": 0.375, "Jacky": 0.68}
+    write_card(tmp_path, metrics, DAAMClassifier.from_pretrained(shipped).config)
+    card = (tmp_path / "README.md").read_text()
+    assert "Alicia 0.375, Jacky 0.680, Max 0.990: 1 of 3 voices reach 0.95" in " ".join(card.split())
+
+
 def test_padding_does_not_change_a_clip_and_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = DAAMClassifier(small_audio_config()).eval()
