@@ -8,6 +8,7 @@ import numpy as np
 
 from .adapters import MAX_MASK_FRAMES, MAX_MASK_MELS
 from .model import DAAMConfig
+from .train import SPEAKER_PERTURBATION
 
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
@@ -119,7 +120,7 @@ def _flite(data: dict) -> str:
     return f"""
 The letter names spoken by `flite` ({flite['version']}; Carnegie Mellon University's BSD-style licence,
 voices built from the CMU ARCTIC recordings of real speakers) are added: the voices {', '.join(voices['train'])} to
-training ({flite['draws']} random speeds and pitches per letter, each copy also played up to 12% faster or slower,
+training ({flite['draws']} random speeds and pitches per letter, each copy also played up to {SPEAKER_PERTURBATION:.0%} faster or slower,
 which moves pitch and formants as between speakers), and {', '.join(voices['val'])} to validation, so that a second
 synthesiser, not espeak-ng alone, chooses the model."""
 

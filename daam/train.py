@@ -465,11 +465,11 @@ def flite_letter(letter: str, voice: str, stretch: float, pitch_hz: int) -> tupl
     return rate, samples
 
 
-SPEAKER_PERTURBATION = 0.12  # the model card says "up to 12%"
+SPEAKER_PERTURBATION = 0.12  # the largest speed change of perturb_speaker, either way
 
 
 def perturb_speaker(rate: int, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Play the clip up to 12% faster or slower: pitch and formants move together, as between speakers."""
+    """Play the clip up to SPEAKER_PERTURBATION faster or slower: pitch and formants move together, as between speakers."""
     import torchaudio.functional as AF
 
     factor = rng.uniform(1 - SPEAKER_PERTURBATION, 1 + SPEAKER_PERTURBATION)
@@ -519,7 +519,7 @@ def audio_task(args) -> tuple[Task, nn.Module, DAAMConfig]:
             split[name].append(len(inputs))
             inputs.append(clip)
             targets.append(label)
-            voices.append(job[0])
+            voices.append(job[0])  # both kinds of job name their voice first
     version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
     flite_version = subprocess.run(["flite", "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip()
     task = Task("Spoken English letter names A-Z (ISOLET's task)", LETTERS, inputs, targets, split,
