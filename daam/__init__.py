@@ -1,25 +1,35 @@
-"""DAAM Lens: Density Adaptive Attention modules and the models built on them."""
+"""DAAM Lens: Density Adaptive Attention modules and the models built on them.
 
-from .attention import (
-    DensityAdaptiveAttention,
-    DensityBlock,
-    GaussianAdaptiveAttention,
-    GaussianBlock,
-    MultiHeadDensityAdaptiveAttention,
-    MultiHeadGaussianAdaptiveAttention,
-)
+Names are imported on first use (PEP 562), so the torch-free parts — `daam.explanation`, the
+Explanation contract that `viz` reads, and `daam.modalities` — load without torch."""
 
-__all__ = [
-    "DensityAdaptiveAttention",
-    "MultiHeadDensityAdaptiveAttention",
-    "DensityBlock",
-    "GaussianAdaptiveAttention",
-    "MultiHeadGaussianAdaptiveAttention",
-    "GaussianBlock",
-]
+from __future__ import annotations
 
-from .explanation import Explanation  # noqa: E402
-from .hub import load_checkpoints, load_pretrained  # noqa: E402
-from .model import DAAMClassifier, DAAMConfig  # noqa: E402
+import importlib
 
-__all__ += ["DAAMClassifier", "DAAMConfig", "Explanation", "load_pretrained", "load_checkpoints"]
+_EXPORTS = {
+    "DensityAdaptiveAttention": "attention",
+    "MultiHeadDensityAdaptiveAttention": "attention",
+    "DensityBlock": "attention",
+    "GaussianAdaptiveAttention": "attention",
+    "MultiHeadGaussianAdaptiveAttention": "attention",
+    "GaussianBlock": "attention",
+    "DAAMClassifier": "model",
+    "DAAMConfig": "model",
+    "load_pretrained": "model",
+    "Explanation": "explanation",
+    "InputError": "errors",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'daam' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

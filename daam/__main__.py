@@ -1,4 +1,4 @@
-"""`python -m daam`: a one-screen demo of the core modules, until the app lands."""
+"""`python -m daam`: a one-screen demo of the core modules, without the app (`python app.py`)."""
 
 import torch
 

@@ -22,6 +22,7 @@ in one batched expression; nothing loops over them.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -47,6 +48,14 @@ def head_index(size: int, num_heads: int, device: torch.device | None = None) ->
     """Head of each of `size` entries: chunks of size // num_heads, the last head takes the remainder."""
     chunk = size // num_heads
     return torch.arange(size, device=device).div(chunk, rounding_mode="floor").clamp_(max=num_heads - 1)
+
+
+@dataclass
+class Intermediates:
+    """What a density attention layer computed on its way to y = x * gate (forward(return_intermediates=True))."""
+
+    z: torch.Tensor  # the standardised input, shaped like x (float32; padding: 0)
+    gate: torch.Tensor  # shaped like x (padding: 1)
 
 
 # Elements per chunk of the (rows, positions, cols, densities) work tensor: small enough to stay in
@@ -327,20 +336,26 @@ class _DensityAttention(nn.Module):
         mask: torch.Tensor | None = None,
         return_weights: bool = False,
         return_attention_details: bool = False,
+        *,
+        return_intermediates: bool = False,
     ):
         """y = x * gate(z); padding entries come out unchanged.
 
         mask: optional boolean tensor broadcastable to x, True = real entry (overrides padding_value).
-        return_weights / return_attention_details: also return the gates, shaped like x."""
+        return_weights / return_attention_details: also return the gates, shaped like x.
+        return_intermediates: also return Intermediates(z, gate), so callers need not standardise again."""
         in_dtype = x.dtype if isinstance(x, torch.Tensor) else None
         x, real, z, heads = self._standardise(x, mask)
         if z is None:  # nothing to gate
-            y = x.to(in_dtype)
-            return (y, torch.ones_like(y)) if (return_weights or return_attention_details) else y
-        gate = self._gate(z, heads).reshape(x.shape)
-        if real is not None:
-            gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched
+            gate, z = torch.ones_like(x), x.clone()
+        else:
+            gate = self._gate(z, heads).reshape(x.shape)
+            z = z.reshape(x.shape)
+            if real is not None:
+                gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched
         y = (x * gate).to(in_dtype)
+        if return_intermediates:
+            return y, Intermediates(z, gate)
         if return_weights or return_attention_details:
             return y, gate.to(in_dtype)
         return y
@@ -371,7 +386,6 @@ class DensityAdaptiveAttention(_DensityAttention):
     ) -> None:
         _check_positive_int("num_heads", num_heads)
         super().__init__(norm_axis, 1, num_densities, padding_value, mean_offset_init, eps, mode)
-        self.requested_heads = num_heads
 
 
 class MultiHeadDensityAdaptiveAttention(_DensityAttention):

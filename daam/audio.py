@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import InputError
 from .files import file_bytes
 
 SAMPLE_RATE = 16_000
@@ -40,7 +41,7 @@ class PreparedAudio:
 
 
 def decode_audio(source) -> tuple[np.ndarray, int]:
-    """(samples, channels) float32 and the sample rate, from a path, bytes or (rate, array); ValueError if unreadable."""
+    """(samples, channels) float32 and the sample rate, from a path, bytes or (rate, array); InputError if unreadable."""
     import soundfile as sf
 
     if isinstance(source, tuple) and len(source) == 2:  # (rate, samples), as Gradio's numpy audio gives
@@ -54,11 +55,11 @@ def decode_audio(source) -> tuple[np.ndarray, int]:
     try:
         info = sf.info(io.BytesIO(data))
         if info.frames / max(info.samplerate, 1) > MAX_SECONDS:
-            raise ValueError(f"the clip lasts {info.frames / info.samplerate / 60:.1f} minutes; "
+            raise InputError(f"the clip lasts {info.frames / info.samplerate / 60:.1f} minutes; "
                              f"the limit is {MAX_SECONDS / 60:.0f} minutes")
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise ValueError(f"this file is not audio that can be read, or it is corrupt; send a {ACCEPTED} file "
+        raise InputError(f"this file is not audio that can be read, or it is corrupt; send a {ACCEPTED} file "
                          f"({error})") from None
     return samples, rate
 
@@ -77,16 +78,16 @@ def prepare_audio(source) -> PreparedAudio:
 
     samples, rate = decode_audio(source)
     if samples.shape[0] == 0:
-        raise ValueError("the audio has no samples (zero length)")
+        raise InputError("the audio has no samples (zero length)")
     if not np.isfinite(samples).all():
-        raise ValueError("the audio contains invalid sample values (NaN or infinity)")
+        raise InputError("the audio contains invalid sample values (NaN or infinity)")
     duration = samples.shape[0] / rate
     if duration < MIN_SECONDS:
-        raise ValueError(f"the clip is {duration * 1000:.0f} ms long; at least {MIN_SECONDS * 1000:.0f} ms is needed")
+        raise InputError(f"the clip is {duration * 1000:.0f} ms long; at least {MIN_SECONDS * 1000:.0f} ms is needed")
     mono = samples.mean(axis=1)  # mix every channel down
     db, frame = _frame_db(mono, rate)
     if db.max() < SILENCE_DBFS:
-        raise ValueError(f"no speech found: the clip is silent (its loudest moment is {db.max():.0f} dBFS)")
+        raise InputError(f"no speech found: the clip is silent (its loudest moment is {db.max():.0f} dBFS)")
     loud = np.nonzero(db > db.max() - TRIM_DB)[0]
     first, last = loud[0], loud[-1] + 1  # in frames
     notes = []
@@ -103,7 +104,7 @@ def prepare_audio(source) -> PreparedAudio:
     if rate != SAMPLE_RATE:
         clip = torchaudio.functional.resample(clip, rate, SAMPLE_RATE)
     if clip.numel() < WIN:
-        raise ValueError(f"the speech in this clip is too short to analyse (under {WIN / SAMPLE_RATE * 1000:.0f} ms)")
+        raise InputError(f"the speech in this clip is too short to analyse (under {WIN / SAMPLE_RATE * 1000:.0f} ms)")
     mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=N_FFT, win_length=WIN, hop_length=HOP,
                                                n_mels=N_MELS, center=False)(clip)  # (mels, frames)
     log_mel = 10 * torch.log10(mel + 1e-10)

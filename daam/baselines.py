@@ -34,9 +34,8 @@ class AttentionPool(nn.Module):
         self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, return_weights: bool = False):
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         states = self.adapter(features, mask)[:, -1]  # (batch, positions, dim)
-        pooled, weights = self.attention(self.query.expand(len(states), -1, -1), states, states,
-                                         key_padding_mask=~mask, average_attn_weights=False)
-        logits = self.head(self.norm(pooled[:, 0]))
-        return (logits, weights[:, :, 0]) if return_weights else logits  # weights: (batch, heads, positions)
+        pooled, _ = self.attention(self.query.expand(len(states), -1, -1), states, states,
+                                   key_padding_mask=~mask, need_weights=False)
+        return self.head(self.norm(pooled[:, 0]))

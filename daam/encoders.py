@@ -13,14 +13,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .errors import InputError
+from .explanation import AudioExtras, Extras, ImageExtras
+
 
 @dataclass
 class Encoded:
     features: torch.Tensor  # text (batch, layers, tokens, dim); image (batch, patches, channels); audio (batch, frames, mels)
     mask: torch.Tensor  # (batch, positions), True = real
     position_labels: list[list[str]]  # per item, one label per real position
-    truncated: list[bool]
-    extras: list[dict] = field(default_factory=list)  # per item, modality-specific plain data for the view
+    truncation_notes: list[str]  # per item, what the model did not see, in words ("" when it saw everything)
+    extras: list[Extras | None] = field(default_factory=list)  # per item, what the view needs beyond the weights
 
 
 class TextEncoder(nn.Module):
@@ -49,9 +52,9 @@ class TextEncoder(nn.Module):
     @staticmethod
     def check(text) -> str:
         if not isinstance(text, str):
-            raise ValueError(f"text input must be a string, got {type(text).__name__}")
+            raise InputError(f"text input must be a string, got {type(text).__name__}")
         if not text.strip():
-            raise ValueError("the text is empty or only whitespace: type a sentence to explain")
+            raise InputError("the text is empty or only whitespace: type a sentence to explain")
         return text
 
     @torch.no_grad()
@@ -66,8 +69,9 @@ class TextEncoder(nn.Module):
         labels = [
             self.tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(batch["input_ids"], mask)
         ]
-        truncated = [n > self.max_length for n in full_lengths]
-        return Encoded(hidden, mask, labels, truncated, [{} for _ in texts])
+        notes = [f"the input was truncated to the encoder's {self.max_length} tokens" if n > self.max_length else ""
+                 for n in full_lengths]
+        return Encoded(hidden, mask, labels, notes, [None] * len(texts))
 
 
 class ImageEncoder(nn.Module):
@@ -122,8 +126,8 @@ class ImageEncoder(nn.Module):
         features = torch.cat(grid, dim=1).flatten(2).transpose(1, 2)  # (batch, 49, 1984)
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
         labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
-        return Encoded(features, mask, [labels] * len(images), [False] * len(images),
-                       [{"image": image} for image in seen])
+        return Encoded(features, mask, [labels] * len(images), [""] * len(images),
+                       [ImageExtras(image) for image in seen])
 
 
 class AudioEncoder(nn.Module):
@@ -144,15 +148,6 @@ class AudioEncoder(nn.Module):
         lengths = torch.tensor([len(f) for f in frames])
         mask = torch.arange(features.shape[1])[None, :] < lengths[:, None]
         labels = [[f"{t:.2f} s" for t in p.frame_times] for p in prepared]
-        extras = [{"log_mel": p.log_mel, "frame_times": p.frame_times, "position_times": p.frame_times,
-                   "note": p.note, "duration_s": p.duration_s} for p in prepared]
-        return Encoded(features, mask, labels, [bool(p.note) for p in prepared], extras)
-
-
-ENCODERS = {"text": TextEncoder, "image": ImageEncoder, "audio": AudioEncoder}
-
-
-def build_encoder(modality: str, **kwargs) -> nn.Module:
-    if modality not in ENCODERS:
-        raise ValueError(f"no encoder for modality {modality!r}; known: {sorted(ENCODERS)}")
-    return ENCODERS[modality](**kwargs)
+        extras = [AudioExtras(p.log_mel, p.frame_times, position_times=p.frame_times, duration_s=p.duration_s)
+                  for p in prepared]
+        return Encoded(features, mask, labels, [p.note for p in prepared], extras)

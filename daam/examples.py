@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .hub import load_pretrained
+from .model import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "examples"
@@ -67,7 +67,7 @@ def write_inputs() -> None:
                        ("image_drawn_handbag", draw_handbag)):
         draw().save(OUT / f"{name}.png")
     try:
-        from .train import FASHION_MNIST, read_idx
+        from .data.fashion_mnist import ROOT as FASHION_MNIST, read_idx
 
         images, _ = read_idx(Path(FASHION_MNIST), "t10k")
         for name, index in FASHION_ITEMS.items():
@@ -77,7 +77,7 @@ def write_inputs() -> None:
     if shutil.which("espeak-ng"):
         import soundfile as sf
 
-        from .train import speak_letter
+        from .data.spoken_letters import speak_letter
 
         for name, (letter, language, variant) in SPOKEN.items():
             rate, samples = speak_letter(letter, language, variant, 150, 50)

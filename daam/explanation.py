@@ -1,97 +1,208 @@
-"""Explanation: everything the view needs about one prediction, as plain Python and numpy."""
+"""The Explanation contract: everything a view needs about one prediction, as plain Python and numpy.
+
+This module imports neither torch nor anything of daam that does: `viz` reads Explanations through it,
+and it is the one place that turns them into JSON and back (`to_dict` / `from_dict`). Its typed parts:
+
+- `DensityStage`: one DAAM stage's learned densities (parameters, and every head's gate on a z-grid);
+  they depend only on the checkpoint, so a model computes them once and every Explanation shares them.
+- `ImageExtras`, `AudioExtras`: what a modality adds for its view (the picture the model saw, the
+  spectrogram). Text needs none. In JSON, `extras` carries its `kind`, so `from_dict` knows its type.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+JSON_DECIMALS = 6
+PNG_PREFIX = "data:image/png;base64,"
 
+
+# ---------------------------------------------------------------------------- codec
+def to_plain(value):
+    """Arrays, numpy scalars and dataclasses of them as JSON-ready lists, numbers and strings.
+
+    Floats are rounded to JSON_DECIMALS places, far below anything a figure can show: that keeps answers
+    about a third smaller."""
+    if isinstance(value, np.ndarray):
+        return (np.round(value.astype(np.float64), JSON_DECIMALS) if value.dtype.kind == "f" else value).tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float):
+        return round(value, JSON_DECIMALS)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def png_data_uri(image: np.ndarray, compress_level: int = 1) -> str:
+    """A uint8 (H, W) or (H, W, 3) image as a lossless PNG data URI (level 1: ~0.5 ms, not 1-3 ms)."""
+    from PIL import Image
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim == 3 and (image == image[:, :, :1]).all():
+        image = image[:, :, 0]  # grey stored once, not three times
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
+    return PNG_PREFIX + base64.b64encode(buffer.getvalue()).decode()
+
+
+def png_array(uri: str) -> np.ndarray:
+    """The uint8 array of a PNG data URI."""
+    from PIL import Image
+
+    if not isinstance(uri, str) or not uri.startswith(PNG_PREFIX):
+        raise ValueError(f"expected a PNG data URI, got one starting {str(uri)[:30]!r}")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri[len(PNG_PREFIX):]))))
+
+
+def _floats(values, ndim: int | None = None) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float32)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"expected {ndim} dimensions, got shape {array.shape}")
+    return array
+
+
+# ---------------------------------------------------------------------------- typed parts
+@dataclass
+class DensityStage:
+    """One stage's learned densities: parameters (heads, densities) and every head's gate over `grid`."""
+
+    mode: str  # "mixture" or "product"
+    offsets: np.ndarray  # (heads, densities)
+    scales: np.ndarray  # (heads, densities)
+    weights: np.ndarray  # (heads, densities): mixture weights, rows sum to 1
+    grid: np.ndarray  # (G,) z-values the curves are drawn at
+    curve: np.ndarray  # (heads, G): the gate
+    components: np.ndarray  # (heads, densities, G): w_k N_k(z) (mixture), or the factors (product)
+    collapsed: dict[str, np.ndarray] | None = None  # product mode: {"offset", "scale", "peak"}, (heads,) each
+
+    @property
+    def heads(self) -> int:
+        return self.curve.shape[0]
+
+    def to_dict(self) -> dict:
+        return {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "DensityStage":
+        collapsed = data.get("collapsed")
+        return cls(mode=str(data["mode"]), offsets=_floats(data["offsets"], 2), scales=_floats(data["scales"], 2),
+                   weights=_floats(data["weights"], 2), grid=_floats(data["grid"], 1), curve=_floats(data["curve"], 2),
+                   components=_floats(data["components"], 3),
+                   collapsed=None if collapsed is None else {k: _floats(v, 1) for k, v in collapsed.items()})
+
+
+@dataclass
+class ImageExtras:
+    """What the model saw: the preprocessed picture. In JSON a lossless PNG data URI, not 50,000 numbers."""
+
+    kind: ClassVar[str] = "image"
+    image: np.ndarray  # (224, 224) uint8
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "image": {"png": png_data_uri(self.image), "shape": list(self.image.shape)}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "ImageExtras":
+        return cls(image=png_array(data["image"]["png"]))
+
+
+@dataclass
+class AudioExtras:
+    """The clip as the model heard it: its log-mel spectrogram, and where frames and positions lie in time."""
+
+    kind: ClassVar[str] = "audio"
+    log_mel: np.ndarray  # (mels, frames) in dB
+    frame_times: np.ndarray  # (frames,) seconds into the original clip
+    position_times: np.ndarray  # (positions,) seconds: the time of each of the Explanation's positions
+    duration_s: float  # of the whole original clip
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind} | {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "AudioExtras":
+        return cls(log_mel=_floats(data["log_mel"], 2), frame_times=_floats(data["frame_times"], 1),
+                   position_times=_floats(data["position_times"], 1), duration_s=float(data["duration_s"]))
+
+
+Extras = ImageExtras | AudioExtras
+EXTRAS_TYPES: dict[str, type] = {cls.kind: cls for cls in (ImageExtras, AudioExtras)}
+STAGES = ("positions", "layers")  # DAAM over positions, DAAM over the encoder's layers
+
+
+# ---------------------------------------------------------------------------- the explanation
 @dataclass
 class Explanation:
     modality: str
     labels: list[str]
     probabilities: list[float]
     predicted_label: str
-    position_labels: list[str]  # one per real position: tokens, patch "r,c", times
-    position_weights: np.ndarray  # (heads, positions): mean gate over each head's channels
+    position_labels: list[str]  # one per real position: tokens, patch "row r, col c", times
+    position_weights: np.ndarray  # (heads, positions): the mean gate over each head's channels
     layer_importance: np.ndarray  # (layers, dim): the Importance Factor, mean gate per layer and feature
     layer_names: list[str]
-    # {"layers"|"positions": {"offsets", "scales", "weights": (heads, densities), "mode",
-    #   "grid": (G,), "curve": (heads, G), "components": (heads, densities, G), product mode: "collapsed_*"}}
-    density: dict
-    z_values: dict  # {"layers"|"positions": [per head: 1-D array of this input's z-values]}
-    truncated: bool
-    timings: dict  # {"encoder_ms", "daam_ms"}
-    extras: dict = field(default_factory=dict)  # modality-specific data for the view
+    density: dict[str, DensityStage]  # by stage ("positions", "layers")
+    z_values: dict[str, list[np.ndarray]]  # by stage: per head, a sample of this input's z-values
+    truncated: bool  # the model saw only part of the input
+    truncation_note: str  # what it left out, in words ("" when nothing)
+    timings: dict[str, float]  # {"encoder_ms", "daam_ms"}
+    extras: Extras | None = None  # what the modality adds for its view (text: none)
+
+    @property
+    def heads(self) -> int:
+        return self.position_weights.shape[0]
 
     def to_dict(self) -> dict:
-        """The JSON form as plain lists, numbers and strings: what the API answers and what viz reads.
-
-        Arrays' floats are rounded to JSON_DECIMALS places, far below anything a figure can show: that
-        keeps answers about a third smaller. Arrays in extras keep their dtype; an image (2-D uint8, as
-        "what the model sees") travels as {"png": a PNG data URI, "shape"}: 224x224 pixels as numbers were
-        200 KB of an image answer and most of the time Gradio and gradio_client spend on it."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it deep-copies every array
-        data["extras"] = {k: _extra_to_plain(v) for k, v in self.extras.items()}
-        return _to_plain(data)
+        """The JSON form as plain lists, numbers and strings: what the API answers."""
+        return {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}  # not asdict: it deep-copies arrays
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "Explanation":
-        data = json.loads(text)
-        unknown = set(data) - {f.name for f in fields(cls)}
+    def from_dict(cls, data: Mapping[str, Any]) -> "Explanation":
+        """The inverse of to_dict; a ValueError names what is missing or unknown."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an Explanation is read from a dict, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = set(data) - set(names)
         if unknown:
             raise ValueError(f"unknown Explanation fields: {sorted(unknown)}")
-        data["position_weights"] = np.asarray(data["position_weights"], dtype=np.float32)
-        data["layer_importance"] = np.asarray(data["layer_importance"], dtype=np.float32)
-        data["density"] = {
-            stage: {k: (v if isinstance(v, str) else np.asarray(v, dtype=np.float32)) for k, v in params.items()}
-            for stage, params in data["density"].items()
-        }
-        data["z_values"] = {stage: [np.asarray(v, dtype=np.float32) for v in heads] for stage, heads in data["z_values"].items()}
-        data["extras"] = {k: _extra_from_plain(v) for k, v in data.get("extras", {}).items()}
-        return cls(**data)
+        missing = [n for n in names if n not in data and n != "extras"]
+        if missing:
+            raise ValueError(f"the explanation is missing the field {missing[0]!r}")
+        values = dict(data)
+        values["position_weights"] = _floats(data["position_weights"], 2)
+        values["layer_importance"] = _floats(data["layer_importance"], 2)
+        values["density"] = {stage: DensityStage.from_dict(d) for stage, d in data["density"].items()}
+        values["z_values"] = {stage: [_floats(z, 1) for z in heads] for stage, heads in data["z_values"].items()}
+        extras = data.get("extras")
+        if extras:
+            kind = extras.get("kind")
+            if kind not in EXTRAS_TYPES:
+                raise ValueError(f"unknown extras kind {kind!r}; known: {sorted(EXTRAS_TYPES)}")
+            values["extras"] = EXTRAS_TYPES[kind].from_dict(extras)
+        else:
+            values["extras"] = None
+        return cls(**values)
 
+    @classmethod
+    def from_json(cls, text: str) -> "Explanation":
+        return cls.from_dict(json.loads(text))
 
-JSON_DECIMALS = 6
-PNG_PREFIX = "data:image/png;base64,"
+    @classmethod
+    def coerce(cls, value: "Explanation | Mapping") -> "Explanation":
+        """An Explanation as it is, or one read from its dict form (the API's JSON)."""
+        return value if isinstance(value, cls) else cls.from_dict(value)
 
-
-def _extra_to_plain(value):
-    if not isinstance(value, np.ndarray):
-        return value
-    if value.dtype == np.uint8 and value.ndim == 2:
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(value).save(buffer, format="PNG", compress_level=1)  # lossless; level 1: 0.5 ms, not 1-3
-        return {"png": PNG_PREFIX + base64.b64encode(buffer.getvalue()).decode(), "shape": list(value.shape)}
-    return {"array": value, "dtype": str(value.dtype)}
-
-
-def _extra_from_plain(value):
-    if isinstance(value, dict) and "png" in value:
-        from PIL import Image
-
-        return np.asarray(Image.open(io.BytesIO(base64.b64decode(value["png"].removeprefix(PNG_PREFIX)))))
-    if isinstance(value, dict) and "array" in value:
-        return np.asarray(value["array"], dtype=value["dtype"])
-    return value
-
-
-def _to_plain(value):
-    if isinstance(value, np.ndarray):
-        return (np.round(value.astype(np.float64), JSON_DECIMALS) if value.dtype.kind == "f" else value).tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value

@@ -5,23 +5,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import InputError
+
 MAX_FILE_BYTES = 256 * 2**20  # the app caps uploads far lower; this guards library callers
 
 
 def file_bytes(source, kind: str) -> bytes:
-    """The file's bytes; a ValueError naming the problem for a missing, empty, huge or unreadable source."""
+    """The file's bytes; an InputError naming the problem for a missing, empty, huge or unreadable source."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"no {kind} file at {path.name!r}")
+            raise InputError(f"no {kind} file at {path.name!r}")
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise ValueError(f"the {kind} file is {path.stat().st_size / 2**20:.0f} MB; the limit is "
+            raise InputError(f"the {kind} file is {path.stat().st_size / 2**20:.0f} MB; the limit is "
                              f"{MAX_FILE_BYTES / 2**20:.0f} MB")
         data = path.read_bytes()
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        raise ValueError(f"cannot read {kind} data from a {type(source).__name__}")
+        raise InputError(f"cannot read {kind} data from a {type(source).__name__}")
     if not data:
-        raise ValueError(f"the {kind} file is empty")
+        raise InputError(f"the {kind} file is empty")
     return data

@@ -43,25 +43,3 @@ def resolve_checkpoint(path_or_repo_id: str | os.PathLike) -> Path:
     except Exception as error:  # network errors, missing repos: all mean "cannot load"
         raise FileNotFoundError(f"could not fetch {repo_id!r} from the Hugging Face Hub: {error}") from error
     return _check_directory(Path(local))
-
-
-def load_pretrained(path_or_repo_id: str | os.PathLike, device: str = "cpu"):
-    """Rebuild a trained DAAMClassifier from a checkpoint directory or Hub repo id."""
-    from .model import DAAMClassifier
-
-    return DAAMClassifier.from_pretrained(path_or_repo_id, device=device)
-
-
-def load_checkpoints(root: str | os.PathLike, modalities: tuple[str, ...] = ("text", "image", "audio"),
-                     device: str = "cpu") -> tuple[dict, dict[str, str]]:
-    """Every checkpoint under root/<modality>/: (models by modality, a reason for each one that is missing)."""
-    models, missing = {}, {}
-    for modality in modalities:
-        directory = Path(root) / modality
-        try:
-            models[modality] = load_pretrained(directory, device=device)
-        except FileNotFoundError:
-            missing[modality] = f"No {modality} checkpoint is installed yet (expected {directory}/model.safetensors)."
-        except (ValueError, OSError, KeyError, TypeError, RuntimeError) as error:  # a broken checkpoint
-            missing[modality] = f"The {modality} checkpoint could not be loaded: {error}"
-    return models, missing

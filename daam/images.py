@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import InputError
 from .files import file_bytes
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel limit: larger files are refused before their pixels are decoded
@@ -26,33 +27,33 @@ ACCEPTED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
 
 
 def load_image(source) -> Image.Image:
-    """A PIL image from a path, bytes, a PIL image or an array; any problem is a ValueError saying what is wrong."""
+    """A PIL image from a path, bytes, a PIL image or an array; any problem is an InputError saying what is wrong."""
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, np.ndarray):
         if source.ndim not in (2, 3) or source.size == 0:
-            raise ValueError(f"an image array must be (height, width) or (height, width, channels), got {source.shape}")
+            raise InputError(f"an image array must be (height, width) or (height, width, channels), got {source.shape}")
         array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
         return Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
     data = file_bytes(source, "image")
     if b"<svg" in data[:1024].lower():
-        raise ValueError(f"SVG (vector) images are not supported: export it as {ACCEPTED}")
+        raise InputError(f"SVG (vector) images are not supported: export it as {ACCEPTED}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ValueError(f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                raise InputError(f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
                                  f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
             image.seek(0)  # animations: the first frame
             image.load()
     except UnidentifiedImageError:
-        raise ValueError(f"this file is not an image that can be read; send a {ACCEPTED} file") from None
+        raise InputError(f"this file is not an image that can be read; send a {ACCEPTED} file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValueError(f"the image is too large to decode safely (over {MAX_PIXELS / 1e6:.0f} megapixels)") from None
+        raise InputError(f"the image is too large to decode safely (over {MAX_PIXELS / 1e6:.0f} megapixels)") from None
     except (OSError, SyntaxError, EOFError) as error:
-        raise ValueError(f"the image file is truncated or corrupt ({error})") from None
+        raise InputError(f"the image file is truncated or corrupt ({error})") from None
     return image
 
 
@@ -83,7 +84,7 @@ def prepare_image(source) -> np.ndarray:
         grey, border = 255.0 - grey, 255.0 - border
     foreground = np.clip(grey - np.median(border), 0, None)
     if foreground.max() < MIN_CONTRAST:
-        raise ValueError("nothing stands out from the background in this image: send a picture of one garment "
+        raise InputError("nothing stands out from the background in this image: send a picture of one garment "
                          "on a plain background")
     foreground *= 255.0 / foreground.max()
     rows, cols = np.nonzero(foreground > 0.15 * 255)

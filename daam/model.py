@@ -20,9 +20,11 @@ import torch
 import torch.nn as nn
 
 from .adapters import build_adapter
-from .attention import MultiHeadDensityAdaptiveAttention, head_index
-from .encoders import Encoded, build_encoder
-from .explanation import Explanation
+from .attention import Intermediates, MultiHeadDensityAdaptiveAttention, head_index
+from .encoders import Encoded
+from .explanation import DensityStage, Explanation
+from .hub import resolve_checkpoint
+from .modalities import modality
 
 Z_VALUES_PER_HEAD = 1000  # enough for a histogram, small enough for a JSON answer
 CURVE_Z_RANGE, CURVE_POINTS = 4.0, 161  # z-grid the density curves are drawn on
@@ -32,7 +34,7 @@ CURVE_Z_RANGE, CURVE_POINTS = 4.0, 161  # z-grid the density curves are drawn on
 class DAAMConfig:
     modality: str
     labels: list[str]
-    num_layers: int  # hidden states the encoder gives (embeddings included)
+    num_layers: int  # hidden states the adapter gives (for text: the encoder's, embeddings included)
     dim: int
     layer_heads: int = 4
     layer_densities: int = 3
@@ -44,12 +46,49 @@ class DAAMConfig:
     layer_names: list[str] = field(default_factory=list)
     preprocessing: dict = field(default_factory=dict)
     adapter: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}}; empty = identity
+    layer_mechanism: str = "daam"  # what weights each stage: a name in MECHANISMS
+    position_mechanism: str = "daam"
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of x over `dim` where mask (broadcastable to x) is True."""
     weight = mask.to(x.dtype)
     return (x * weight).sum(dim) / weight.sum(dim).clamp(min=1)
+
+
+class Passthrough(nn.Module):
+    """A stage that weights nothing (every gate 1): the position stage becomes plain mean pooling."""
+
+    num_heads = 1
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False):
+        gate = torch.ones_like(x)
+        return (x, Intermediates(z=None, gate=gate)) if return_intermediates else x
+
+
+# A stage mechanism re-weights its input elementwise, (..., channels) -> the same shape, and can return its
+# Intermediates; the classifier then mixes layers and mean-pools positions. Another mechanism plugs in here.
+MECHANISMS = {
+    "daam": lambda heads, densities, mode, head_axis: MultiHeadDensityAdaptiveAttention(
+        1, heads, densities, mode=mode, head_axis=head_axis),
+    "none": lambda heads, densities, mode, head_axis: Passthrough(),
+}
+
+
+def build_mechanism(name: str, **kwargs) -> nn.Module:
+    if name not in MECHANISMS:
+        raise ValueError(f"unknown stage mechanism {name!r}; known: {sorted(MECHANISMS)}")
+    return MECHANISMS[name](**kwargs)
+
+
+@dataclass
+class ClassifierIntermediates:
+    """What DAAMClassifier.forward computed on the way to its logits (return_intermediates=True)."""
+
+    hidden: torch.Tensor  # (batch, layers, positions, dim): the adapter's output
+    mixed: torch.Tensor  # (batch, positions, dim): gated layers, softmax-mixed
+    layers: Intermediates  # the layer stage's z and gate, shaped like hidden
+    positions: Intermediates  # the position stage's z and gate, shaped like mixed
 
 
 class DAAMClassifier(nn.Module):
@@ -59,30 +98,32 @@ class DAAMClassifier(nn.Module):
         c = config
         self.adapter = build_adapter(c.adapter)  # trainable, saved with the DAAM weights
         # Statistics across layers for each (position, channel); heads own groups of channels.
-        self.layer_attention = MultiHeadDensityAdaptiveAttention(1, c.layer_heads, c.layer_densities, mode=c.mode, head_axis=3)
+        self.layer_attention = build_mechanism(c.layer_mechanism, heads=c.layer_heads, densities=c.layer_densities,
+                                               mode=c.mode, head_axis=3)
         self.layer_logits = nn.Parameter(torch.zeros(c.num_layers))
         # Statistics across positions for each channel; heads own groups of channels.
-        self.position_attention = MultiHeadDensityAdaptiveAttention(1, c.position_heads, c.position_densities, mode=c.mode, head_axis=2)
+        self.position_attention = build_mechanism(c.position_mechanism, heads=c.position_heads,
+                                                  densities=c.position_densities, mode=c.mode, head_axis=2)
         self.norm = nn.LayerNorm(c.dim)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.dim, len(c.labels))
         self._encoder = None  # frozen, rebuilt from config.encoder, never saved with the weights
+        self._densities: tuple | None = None  # (parameter versions, {stage: DensityStage}): see densities()
 
     # ------------------------------------------------------------------ model
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, return_details: bool = False):
-        """Encoder features, mask (batch, positions) -> logits (batch, classes)."""
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False):
+        """Encoder features, mask (batch, positions) -> logits (batch, classes) [, ClassifierIntermediates]."""
         hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
         if hidden.dim() != 4 or hidden.shape[1] != self.config.num_layers or hidden.shape[3] != self.config.dim:
             raise ValueError(f"hidden must be (batch, {self.config.num_layers}, positions, {self.config.dim}), got {tuple(hidden.shape)}")
-        real = mask[:, None, :, None]  # (batch, 1, positions, 1)
-        gated, layer_gate = self.layer_attention(hidden, mask=real, return_weights=True)
+        gated, layers = self.layer_attention(hidden, mask=mask[:, None, :, None], return_intermediates=True)
         mixed = torch.einsum("blpd,l->bpd", gated, self.layer_logits.softmax(0))  # (batch, positions, dim)
-        gated, position_gate = self.position_attention(mixed, mask=mask[:, :, None], return_weights=True)
+        gated, positions = self.position_attention(mixed, mask=mask[:, :, None], return_intermediates=True)
         pooled = masked_mean(gated, mask[:, :, None], dim=1)  # (batch, dim)
         logits = self.head(self.dropout(self.norm(pooled)))
-        if not return_details:
+        if not return_intermediates:
             return logits
-        return logits, {"hidden": hidden, "mixed": mixed, "layer_gate": layer_gate, "position_gate": position_gate}
+        return logits, ClassifierIntermediates(hidden, mixed, layers, positions)
 
     @property
     def device(self) -> torch.device:
@@ -91,13 +132,24 @@ class DAAMClassifier(nn.Module):
     @property
     def encoder(self) -> nn.Module:
         if self._encoder is None:
-            enc = self.config.encoder
-            self.__dict__["_encoder"] = build_encoder(self.config.modality, **enc.get("kwargs", {})).to(self.device)
+            encoder_class = modality(self.config.modality).resolve("encoder")
+            self.set_encoder(encoder_class(**self.config.encoder.get("kwargs", {})).to(self.device))
         return self._encoder
 
     def set_encoder(self, encoder: nn.Module) -> None:
         """Use an already built encoder (kept out of the module tree so it is never saved)."""
         self.__dict__["_encoder"] = encoder
+
+    def densities(self) -> dict[str, DensityStage]:
+        """Each density stage's parameters and curves. They depend on the weights alone, so they are computed
+        once, and again only after a parameter changes (an in-place update such as a training step or loading
+        weights bumps its version; moving it to another device gives it new storage)."""
+        stages = {"positions": self.position_attention, "layers": self.layer_attention}
+        stages = {name: module for name, module in stages.items() if isinstance(module, MultiHeadDensityAdaptiveAttention)}
+        versions = tuple((p.data_ptr(), p._version) for module in stages.values() for p in module.parameters())
+        if self._densities is None or self._densities[0] != versions:
+            self._densities = (versions, {name: density_stage(module) for name, module in stages.items()})
+        return self._densities[1]
 
     # ------------------------------------------------------------------ explanations
     @torch.inference_mode()
@@ -111,20 +163,22 @@ class DAAMClassifier(nn.Module):
         encoder_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
-        logits, d = self.forward(features, mask, return_details=True)
-        hidden = d["hidden"]
+        logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
-        position_weights = self._head_means(d["position_gate"], self.position_attention, channel_axis=2)  # (b, heads, positions)
-        layer_importance = masked_mean(d["layer_gate"], mask[:, None, :, None], dim=2)  # (b, layers, dim)
-        z_layers = self.layer_attention.z_scores(hidden, mask=mask[:, None, :, None])
-        z_positions = self.position_attention.z_scores(d["mixed"], mask=mask[:, :, None])
+        position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
+        layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
+        density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
 
         labels = self.config.labels
-        density = {"layers": _density_summary(self.layer_attention), "positions": _density_summary(self.position_attention)}
         explanations = []
         for i in range(len(inputs)):
             n = int(mask[i].sum())
+            z_values = {}
+            if "layers" in density:
+                z_values["layers"] = self._z_per_head(inter.layers.z[i, :, :n], self.layer_attention, channel_axis=2)
+            if "positions" in density:
+                z_values["positions"] = self._z_per_head(inter.positions.z[i, :n], self.position_attention, channel_axis=1)
             explanations.append(Explanation(
                 modality=self.config.modality,
                 labels=list(labels),
@@ -135,13 +189,11 @@ class DAAMClassifier(nn.Module):
                 layer_importance=layer_importance[i].cpu().numpy(),
                 layer_names=list(self.config.layer_names),
                 density=density,
-                z_values={
-                    "layers": self._z_per_head(z_layers[i, :, :n], self.layer_attention, channel_axis=2),
-                    "positions": self._z_per_head(z_positions[i, :n], self.position_attention, channel_axis=1),
-                },
-                truncated=bool(encoded.truncated[i]),
+                z_values=z_values,
+                truncated=bool(encoded.truncation_notes[i]),
+                truncation_note=encoded.truncation_notes[i],
                 timings={"encoder_ms": encoder_ms / len(inputs), "daam_ms": daam_ms / len(inputs)},
-                extras=encoded.extras[i] if encoded.extras else {},
+                extras=encoded.extras[i] if encoded.extras else None,
             ))
         return explanations
 
@@ -149,7 +201,7 @@ class DAAMClassifier(nn.Module):
         return self.explain_batch([x])[0]
 
     @staticmethod
-    def _head_means(gate: torch.Tensor, attention: MultiHeadDensityAdaptiveAttention, channel_axis: int) -> torch.Tensor:
+    def _head_means(gate: torch.Tensor, attention: nn.Module, channel_axis: int) -> torch.Tensor:
         """A head's weight at a position = the mean gate over that head's channels: (..., heads, positions)."""
         heads = head_index(gate.shape[channel_axis], attention.num_heads, gate.device)
         onehot = nn.functional.one_hot(heads, attention.num_heads).to(gate.dtype)  # (channels, heads)
@@ -157,7 +209,7 @@ class DAAMClassifier(nn.Module):
         return (sums / onehot.sum(0)).transpose(-1, -2)
 
     @staticmethod
-    def _z_per_head(z: torch.Tensor, attention: MultiHeadDensityAdaptiveAttention, channel_axis: int) -> list[np.ndarray]:
+    def _z_per_head(z: torch.Tensor, attention: nn.Module, channel_axis: int) -> list[np.ndarray]:
         """Each head's z-values over this input's real entries, evenly subsampled to a fixed budget."""
         heads = head_index(z.shape[channel_axis], attention.num_heads, z.device)
         out = []
@@ -178,9 +230,8 @@ class DAAMClassifier(nn.Module):
         (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | Path, device: str | torch.device = "cpu") -> "DAAMClassifier":
-        from .hub import resolve_checkpoint
-
+    def from_pretrained(cls, path_or_repo_id: str | Path, *, device: str | torch.device = "cpu") -> "DAAMClassifier":
+        """A trained classifier from a checkpoint directory (or a Hub repo id, when online)."""
         from safetensors.torch import load_file
 
         directory = resolve_checkpoint(path_or_repo_id)
@@ -190,13 +241,16 @@ class DAAMClassifier(nn.Module):
         return model.to(device).eval()
 
 
-def _density_summary(attention: MultiHeadDensityAdaptiveAttention) -> dict:
-    """Parameters plus every head's gate and components on a fixed z-grid, as numpy, for the view."""
-    params = attention.density_parameters()
-    params["grid"] = torch.linspace(-CURVE_Z_RANGE, CURVE_Z_RANGE, CURVE_POINTS)
-    params["curve"], params["components"] = attention.density_curve(params["grid"], components=True)
-    return _plain(params)
+load_pretrained = DAAMClassifier.from_pretrained
 
 
-def _plain(params: dict) -> dict:
-    return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+@torch.no_grad()
+def density_stage(attention: MultiHeadDensityAdaptiveAttention) -> DensityStage:
+    """A stage's parameters plus every head's gate and components on a fixed z-grid, as numpy, for the view."""
+    params = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in attention.density_parameters().items()}
+    grid = torch.linspace(-CURVE_Z_RANGE, CURVE_Z_RANGE, CURVE_POINTS)
+    curve, components = attention.density_curve(grid, components=True)
+    collapsed = {k.removeprefix("collapsed_"): v for k, v in params.items() if k.startswith("collapsed_")}
+    return DensityStage(mode=params["mode"], offsets=params["offsets"], scales=params["scales"],
+                        weights=params["weights"], grid=grid.numpy(), curve=curve.cpu().numpy(),
+                        components=components.cpu().numpy(), collapsed=collapsed or None)

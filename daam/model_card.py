@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from .adapters import MAX_MASK_FRAMES, MAX_MASK_MELS
+from .data.spoken_letters import SPEAKER_PERTURBATION
+from .modalities import modality
 from .model import DAAMConfig
-from .train import SPEAKER_PERTURBATION
 
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
@@ -24,7 +25,7 @@ def results_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def _text_sections(metrics: dict, config: DAAMConfig) -> dict:
+def text_sections(metrics: dict, config: DAAMConfig) -> dict:
     d = metrics["data"]
     return dict(
         title="Rotten Tomatoes fresh vs rotten", pipeline_tag="text-classification", tag="sentiment", goal=0.76,
@@ -49,7 +50,7 @@ explanation of the prediction. Label noise: a snippet's label is the critic's ov
 snippet's own sentiment.""")
 
 
-def _image_sections(metrics: dict, config: DAAMConfig) -> dict:
+def image_sections(metrics: dict, config: DAAMConfig) -> dict:
     d = metrics["data"]
     return dict(
         title="Fashion-MNIST clothing", pipeline_tag="image-classification", tag="fashion-mnist", goal=0.88,
@@ -138,7 +139,7 @@ Per held-out synthetic voice, worst first, the shipped checkpoint scores
 """
 
 
-def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
+def audio_sections(metrics: dict, config: DAAMConfig) -> dict:
     d, real = metrics["data"], metrics.get("real_clips")
     if real:
         sel = real["selected_daam"]
@@ -147,7 +148,7 @@ def _audio_sections(metrics: dict, config: DAAMConfig) -> dict:
         misses = ", ".join(f"{metrics['labels'][i]}→{metrics['labels'][int(np.argmax(row))]}"
                            for i, row in enumerate(sel["confusion_matrix"]) if int(np.argmax(row)) != i and sum(row))
         more = f"""
-### Real human recordings (klettres-data, {real['clips']} clips; never used to train or select)
+### Real human recordings (klettres-data, {real['examples']} clips; never used to train or select)
 | model | accuracy (mean ± sd over seeds) |
 | --- | --- |
 {rows}
@@ -184,12 +185,9 @@ differ only in a short consonant (B/D/E/P/T/V/G/Z, M/N) are the hard ones, as in
 density attention emphasises, which is not a causal explanation of the prediction.""")
 
 
-SECTIONS = {"text": _text_sections, "image": _image_sections, "audio": _audio_sections}
-
-
 def write_card(out: Path, metrics: dict, config: DAAMConfig) -> None:
     """README.md for a checkpoint directory, every figure taken from metrics.json."""
-    sec = SECTIONS[config.modality](metrics, config)
+    sec = modality(config.modality).resolve("card")(metrics, config)
     daam = metrics["results"]["daam"]
     best_baseline = max((r["test_accuracy"]["mean"], n) for n, r in metrics["results"].items() if n != "daam")
     spread = max(r["test_accuracy"]["sd"] for r in metrics["results"].values())

@@ -145,8 +145,8 @@ def test_export_writes_json_and_offline_html_and_prunes_old_exports(monkeypatch)
 def test_playground_starts_from_a_checkpoint_head_or_from_scratch():
     import app
 
-    label = next(k for k in app.PLAYGROUND_HEADS if k.startswith("text: positions"))
-    attention, head = app.PLAYGROUND_HEADS[label]
+    label = next(k for k in app.playground_heads() if k.startswith("text: positions"))
+    attention, head = app.playground_heads()[label]
     p = attention.density_parameters()
     values = app.playground_start(label)
     np.testing.assert_allclose(values[:3], np.clip(p["offsets"][head].numpy(), -4, 4), rtol=1e-6)

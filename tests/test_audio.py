@@ -138,7 +138,7 @@ def test_spec_augment_masks_spans_while_training_only():
 
 
 def test_training_augmentation_stays_finite_at_low_rates_and_perturbs_speakers():
-    from daam.train import augment, perturb_speaker
+    from daam.data.spoken_letters import augment, perturb_speaker
 
     rng = np.random.default_rng(0)
     for rate in (8_000, 16_000, 22_050):  # flite's kal voice is 8 kHz: a band limit above Nyquist would blow up
@@ -163,7 +163,7 @@ def test_test_accuracy_is_reported_per_voice_and_the_card_lists_the_worst_voice_
     import json
 
     from daam.model_card import write_card
-    from daam.train import classification_report
+    from daam.metrics import classification_report
 
     y_true, y_pred = np.array([0, 1, 0, 1, 0, 1]), np.array([0, 1, 1, 1, 0, 0])
     voices = ["Max", "Max", "Alicia", "Alicia", "Jacky", "Jacky"]
@@ -190,7 +190,7 @@ def test_padding_does_not_change_a_clip_and_weights_round_trip(tmp_path):
     np.testing.assert_allclose(batched.probabilities, alone.probabilities, atol=1e-5)
     np.testing.assert_allclose(batched.position_weights, alone.position_weights, atol=1e-5)
     assert alone.position_weights.shape == (2, len(short.features))
-    assert alone.extras["position_times"] is short.frame_times or np.array_equal(alone.extras["position_times"], short.frame_times)
+    assert alone.extras.position_times is short.frame_times or np.array_equal(alone.extras.position_times, short.frame_times)
     model.save_pretrained(tmp_path)
     loaded = load_pretrained(tmp_path)
     loaded.set_encoder(AudioEncoder())
@@ -209,7 +209,7 @@ def test_shipped_checkpoint_explains_the_examples():
         e = model.explain(str(path))
         frames = len(prepare_audio(path).features)
         assert e.position_weights.shape == (model.config.position_heads, frames)
-        assert len(e.extras["log_mel"]) == N_MELS and abs(sum(e.probabilities) - 1) < 1e-5
+        assert len(e.extras.log_mel) == N_MELS and abs(sum(e.probabilities) - 1) < 1e-5
     spoken = [p for p in examples if p.stem.startswith("audio_espeak_")]
     correct = sum(model.explain(str(p)).predicted_label == p.stem[-1].upper() for p in spoken)
     assert correct >= len(spoken) - 1

@@ -175,7 +175,7 @@ def test_shipped_checkpoint_explains_the_examples():
         e = model.explain(str(path))
         assert e.position_weights.shape == (model.config.position_heads, 49)
         assert e.layer_importance.shape == (model.config.num_layers, model.config.dim)
-        assert np.array_equal(e.extras["image"], prepare_image(path))  # what the model saw is what training sees
+        assert np.array_equal(e.extras.image, prepare_image(path))  # what the model saw is what training sees
         assert abs(sum(e.probabilities) - 1) < 1e-5
         correct += e.predicted_label == names[path.stem.removeprefix("image_fmnist_")]
     assert correct >= len(examples) - 1
@@ -190,8 +190,8 @@ def test_json_carries_the_seen_image_as_a_lossless_png():
     image = plain["extras"]["image"]
     assert image["png"].startswith("data:image/png;base64,") and image["shape"] == [224, 224]
     assert len(image["png"]) < 224 * 224  # a few kB, not 50,176 numbers
-    assert np.array_equal(Explanation.from_json(e.to_json()).extras["image"], e.extras["image"])
-    assert np.array_equal(viz.png_array(image["png"]), e.extras["image"])  # what viz draws is what the model saw
+    assert np.array_equal(Explanation.from_json(e.to_json()).extras.image, e.extras.image)
+    assert np.array_equal(viz.png_array(image["png"]), e.extras.image)  # what viz draws is what the model saw
     with pytest.raises(ValueError, match="PNG data URI"):
         viz.png_array("data:image/jpeg;base64,AAAA")
 
@@ -208,4 +208,4 @@ def test_encoder_uses_the_shared_preprocessing(monkeypatch):
     image = garment()
     e = model.explain(image)
     assert calls == [image]
-    assert np.array_equal(e.extras["image"], original(image))
+    assert np.array_equal(e.extras.image, original(image))

@@ -55,10 +55,10 @@ def test_explain_shapes_and_ranges(model):
         assert ((e.layer_importance >= 0) & (e.layer_importance <= 1)).all()
         assert abs(sum(e.probabilities) - 1) < 1e-5 and e.predicted_label == e.labels[int(np.argmax(e.probabilities))]
         assert len(e.z_values["positions"]) == 4 and all(0 < len(z) <= 1000 for z in e.z_values["positions"])
-        assert e.density["positions"]["offsets"].shape == (4, 3) and e.density["layers"]["mode"] == "mixture"
+        assert e.density["positions"].offsets.shape == (4, 3) and e.density["layers"].mode == "mixture"
         d = e.density["positions"]
-        assert d["curve"].shape == (4, len(d["grid"])) and d["components"].shape == (4, 3, len(d["grid"]))
-        np.testing.assert_allclose(d["components"].sum(1), d["curve"], rtol=1e-5)
+        assert d.curve.shape == (4, len(d.grid)) and d.components.shape == (4, 3, len(d.grid))
+        np.testing.assert_allclose(d.components.sum(1), d.curve, rtol=1e-5)
         assert not e.truncated and e.timings["encoder_ms"] > 0 and e.timings["daam_ms"] > 0
         assert not any(isinstance(v, torch.Tensor) for v in vars(e).values())
     # the batched form gives the same answer as one at a time
@@ -73,7 +73,7 @@ def test_json_round_trip(model):
     # floats travel with JSON_DECIMALS places
     close = dict(rtol=0, atol=0.6 * 10.0 ** -JSON_DECIMALS)
     np.testing.assert_allclose(back.position_weights, e.position_weights, **close)
-    np.testing.assert_allclose(back.density["layers"]["scales"], e.density["layers"]["scales"], **close)
+    np.testing.assert_allclose(back.density["layers"].scales, e.density["layers"].scales, **close)
     np.testing.assert_allclose(back.z_values["positions"][2], e.z_values["positions"][2], **close)
     plain = e.to_dict()
     assert json.loads(e.to_json()) == plain  # the API's answer is the file's content
@@ -90,9 +90,9 @@ def test_padded_positions_carry_no_weight(model, encoder):
     np.testing.assert_allclose(batched.probabilities, alone.probabilities, atol=1e-5)
     # and at the gate level: padded positions keep gate 1 (untouched) and are excluded from pooling
     enc = encoder([short, "much longer sentence with many more tokens in it"])
-    _, details = model(enc.features, enc.mask, return_details=True)
+    _, intermediates = model(enc.features, enc.mask, return_intermediates=True)
     pad = ~enc.mask[0]
-    assert pad.any() and (details["position_gate"][0, pad] == 1).all()
+    assert pad.any() and (intermediates.positions.gate[0, pad] == 1).all()
 
 
 def test_punctuation_only_input_works(model):

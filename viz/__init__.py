@@ -1,12 +1,13 @@
-"""DAAM Lens views: Plotly figures from plain Explanation data. Imports neither torch nor gradio."""
+"""DAAM Lens views: Plotly figures of an Explanation (daam.explanation). Imports neither torch nor gradio."""
 
+from .explanation import POSITION_FIGURES, explanation_figures
 from .figures import (
     attention_comparison,
     audio_view,
-    image_overlay,
     display_tokens,
     gated_sample,
     highlighted_text_html,
+    image_overlay,
     layer_importance,
     mixture_curves,
     png_array,
@@ -14,8 +15,7 @@ from .figures import (
     token_heatmap,
     training_curves,
 )
-from .explanation import explanation_figures
 
-__all__ = ["attention_comparison", "audio_view", "image_overlay", "display_tokens", "highlighted_text_html", "layer_importance", "mixture_curves", "png_array", "prediction_bars",
-           "token_heatmap", "explanation_figures", "gated_sample",
-           "training_curves"]
+__all__ = ["POSITION_FIGURES", "attention_comparison", "audio_view", "display_tokens", "explanation_figures",
+           "gated_sample", "highlighted_text_html", "image_overlay", "layer_importance", "mixture_curves", "png_array",
+           "prediction_bars", "token_heatmap", "training_curves"]

@@ -1,48 +1,55 @@
-"""Every figure for one Explanation, given as the plain dict of its JSON form (or dataclasses.asdict)."""
+"""Every figure for one Explanation: the daam.explanation contract in, Plotly figures out.
+
+`explanation_figures` takes an `Explanation`, or its dict form (the API's JSON), which that same class
+reads. What the positions figure looks like depends on what the modality adds (`Explanation.extras`):
+POSITION_FIGURES maps each extras type to its figure, so a new modality that reuses an extras type
+needs nothing new here."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import plotly.graph_objects as go
+
+from daam.explanation import STAGES, AudioExtras, Explanation, ImageExtras
 
 from . import figures
 
 
-def explanation_figures(e: Mapping, head: int | None = None, normalise_per_head: bool = False) -> dict[str, go.Figure | str]:
-    """Name -> figure (the highlighted text is an HTML string). Unknown modalities get the shared figures only."""
-    for key in ("modality", "labels", "probabilities", "position_labels", "position_weights", "density"):
-        if key not in e:
-            raise ValueError(f"explanation is missing the field {key!r}")
-    extras = e.get("extras") or {}
-    out: dict[str, go.Figure | str] = {"prediction": figures.prediction_bars(e["labels"], e["probabilities"])}
-    if e["modality"] == "text":
-        out["positions"] = figures.token_heatmap(e["position_labels"], e["position_weights"], normalise_per_head)
-        out["highlighted_text"] = figures.highlighted_text_html(e["position_labels"], e["position_weights"], head)
-    elif e["modality"] == "image":
-        out["positions"] = figures.image_overlay(_array_extra(extras, "image"), e["position_weights"], all_heads=True)
-    elif e["modality"] == "audio":
-        out["positions"] = figures.audio_view(_array_extra(extras, "log_mel"), _array_extra(extras, "frame_times"),
-                                              e["position_weights"], _array_extra(extras, "position_times"))
-    z = e.get("z_values") or {}
-    for stage in ("positions", "layers"):
-        if stage in e["density"]:
-            fig = figures.mixture_curves(e["density"][stage], z.get(stage), stage)
-            fig.update_layout(title_text=f"Learned density per head: {stage} stage" + (
-                " (product mode: one Gaussian)" if e["density"][stage].get("mode") == "product" else ""))
-            out[f"density_{stage}"] = fig
-    if e.get("layer_importance") is not None:
-        out["layer_importance"] = figures.layer_importance(e["layer_importance"], e["layer_names"])
-    if "baseline_weights" in extras:
-        out["comparison"] = figures.attention_comparison(e["position_labels"], e["position_weights"],
-                                                         _array_extra(extras, "baseline_weights"))
+def _text_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
+    return figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head)
+
+
+def _image_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
+    return figures.image_overlay(e.extras.image, e.position_weights, all_heads=True)
+
+
+def _audio_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
+    x = e.extras
+    return figures.audio_view(x.log_mel, x.frame_times, e.position_weights, x.position_times)
+
+
+# Extras type -> the figure of the per-position weights (None: text, whose positions are tokens).
+POSITION_FIGURES: dict[type | None, Callable[[Explanation, int | None, bool], go.Figure]] = {
+    None: _text_positions,
+    ImageExtras: _image_positions,
+    AudioExtras: _audio_positions,
+}
+
+
+def explanation_figures(explanation: Explanation | Mapping, head: int | None = None,
+                        normalise_per_head: bool = False) -> dict[str, go.Figure | str]:
+    """Name -> figure (the highlighted text is an HTML string)."""
+    e = Explanation.coerce(explanation)
+    kind = type(e.extras) if e.extras is not None else None
+    if kind not in POSITION_FIGURES:
+        raise ValueError(f"no figure for explanations with extras of type {kind.__name__}")
+    out: dict[str, go.Figure | str] = {"prediction": figures.prediction_bars(e.labels, e.probabilities),
+                                       "positions": POSITION_FIGURES[kind](e, head, normalise_per_head)}
+    if kind is None:
+        out["highlighted_text"] = figures.highlighted_text_html(e.position_labels, e.position_weights, head)
+    for stage in STAGES:
+        if stage in e.density:
+            out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], e.z_values.get(stage), stage)
+    out["layer_importance"] = figures.layer_importance(e.layer_importance, e.layer_names)
     return out
-
-
-def _array_extra(extras: Mapping, key: str):
-    if key not in extras:
-        raise ValueError(f"explanation.extras is missing {key!r}")
-    value = extras[key]
-    if isinstance(value, Mapping) and "png" in value:
-        return figures.png_array(value["png"])
-    return value["array"] if isinstance(value, Mapping) and "array" in value else value

