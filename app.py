@@ -25,6 +25,7 @@ import viz
 from daam import InputError, load_pretrained
 from daam.audio import MAX_SECONDS, WINDOW_S
 from daam.explanation import Explanation
+from daam.faithfulness import check as deletion_check
 from daam.modalities import MODALITIES
 from daam.playground import SAMPLE, head_parameters, shape_head
 from viz.gallery import figures_html, html_page
@@ -268,15 +269,20 @@ def _api_input(name: str):
 
 def _result_views(name: str) -> dict[str, gr.components.Component]:
     """What every modality tab shows, keyed like viz.explanation_figures' figures."""
-    views = {"summary": gr.Markdown(elem_id=f"{name}-summary"), "prediction": gr.Plot(label="Prediction"),
-             "positions": gr.Plot(label=f"Density weight per head over {MODALITIES[name].positions}",
-                                  elem_id=f"{name}-positions")}
+    entry = MODALITIES[name]
+    tokens = entry.input_kind == "text"
+    views = {"summary": gr.Markdown(elem_id=f"{name}-summary"), "prediction": gr.Plot(label="Prediction")}
+    if tokens:
+        views["highlighted_text"] = gr.HTML(label="Highlighted text")
+    views["positions"] = gr.Plot(label="Relevance per head over tokens" if tokens
+                                 else f"Density weight per head over {entry.positions}", elem_id=f"{name}-positions")
+    if tokens:
+        with gr.Accordion("Raw gates: what each head lets through (not what drove the prediction)", open=False):
+            views["gates"] = gr.Plot(label="Density weight per head over tokens", elem_id=f"{name}-gates")
     with gr.Row():
         views["density_positions"] = gr.Plot(label="Densities: positions stage")
         views["density_layers"] = gr.Plot(label="Densities: layers stage")
     views["layer_importance"] = gr.Plot(label="Layer importance")
-    if MODALITIES[name].input_kind == "text":
-        views["highlighted_text"] = gr.HTML(label="Highlighted text")
     return views
 
 
@@ -329,6 +335,8 @@ def _modality_tab(name: str, examples: list) -> None:
     if isinstance(head, gr.Dropdown):
         for control in (head, normalise):
             control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
+    if MODALITIES[name].input_kind == "text":
+        _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")
         files = gr.File(label="Downloads", file_count="multiple")
@@ -336,6 +344,34 @@ def _modality_tab(name: str, examples: list) -> None:
     if MODALITIES[name].input_kind != "text":
         hidden = gr.Button(visible=False)
         hidden.click(API[name], _api_input(name), gr.JSON(visible=False), api_name=f"explain_{name}")
+
+
+def _trust_verdict(result: dict) -> str:
+    """The deletion test at 20% of the units, in words."""
+    at = result["fractions"].index(0.2)
+    ours, chance = result["relevance"][at], result["random"][at]
+    said = (f"Removing the 20% most relevant words lowers the probability of **{result['predicted_label']}** by "
+            f"{ours:.3f}; removing random words lowers it by {chance:.3f}")
+    if ours > chance + 0.05:
+        return said + ": for this input, the explanation points at what the prediction depends on."
+    return said + ": **no better than random** — for this input, do not read much into the relevance."
+
+
+def _trust_panel(name: str, source) -> None:
+    """"Can I trust this?": the deletion test on the current input, on demand."""
+    with gr.Accordion("Can I trust this? Run the deletion test on this sentence", open=False):
+        button = gr.Button("Run the deletion test", elem_id=f"{name}-trust")
+        verdict = gr.Markdown(elem_id=f"{name}-trust-verdict")
+        plot = gr.Plot(label="Deletion test")
+
+    @_user_errors
+    def run(value, progress=gr.Progress()) -> dict:
+        progress(0.2, desc="removing words and re-running the model")
+        result = deletion_check(_model(name), _check_input(MODALITIES[name].input_kind, value))
+        return {verdict: _trust_verdict(result),
+                plot: viz.deletion_check(result["fractions"], result["relevance"], result["random"])}
+
+    button.click(run, source, [verdict, plot], api_visibility="private")
 
 
 def _examples(name: str) -> list:

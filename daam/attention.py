@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODES = ("mixture", "product")
+DENSITY_PARAMETERS = ("mean_offsets", "raw_scales", "mixture_logits")  # each module's learnable density
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -206,15 +207,20 @@ class _DensityAttention(nn.Module):
         self.raw_scales.copy_(torch.log(torch.expm1(scales - 1e-3)))  # inverse of softplus(raw) + 1e-3
         self.mixture_logits.copy_(torch.log(weights / weights.sum(-1, keepdim=True)))
 
+    def gate_curves(self, z: torch.Tensor) -> torch.Tensor:
+        """Every head's gate over a 1-D grid of z: (heads, grid), differentiable in the density parameters."""
+        grid = torch.as_tensor(z, dtype=torch.float32, device=self.mean_offsets.device).reshape(1, 1, -1)
+        heads = torch.arange(self.num_heads, device=grid.device)
+        return self._gate(grid.expand(1, self.num_heads, -1), heads)[0]
+
     @torch.no_grad()
     def density_curve(self, z: torch.Tensor, components: bool = False):
         """Every head's gate over a 1-D grid of z: (heads, grid).
 
         With components=True also returns each component, (heads, densities, grid):
         w_k N_k(z) in mixture mode (they sum to the gate), the factors in product mode."""
+        gate = self.gate_curves(z)
         grid = torch.as_tensor(z, dtype=torch.float32, device=self.mean_offsets.device).reshape(1, 1, -1)
-        heads = torch.arange(self.num_heads, device=grid.device)
-        gate = self._gate(grid.expand(1, self.num_heads, -1), heads)[0]
         if not components:
             return gate
         expo = -(grid[0, :, :, None] - self.mean_offsets[:, None]).square() * (0.5 / self.scales.square())[:, None]
@@ -365,6 +371,22 @@ class _DensityAttention(nn.Module):
             f"norm_axis={self.norm_axis}, num_heads={self.num_heads}, num_densities={self.num_densities}, "
             f"mode={self.mode!r}, head_axis={self.head_axis}, eps={self.eps}"
         )
+
+
+OVERLAP_GRID = torch.linspace(-4, 4, 33)  # the z-range the head-movement goals are measured on
+OVERLAP_MARGIN = 0.1  # two heads' gates closer than this (mean |g_i - g_j|) are pushed apart
+
+
+def head_overlap(model: nn.Module) -> torch.Tensor:
+    """For every multi-head density stage, the mean over pairs of heads of max(0, margin - mean |g_i - g_j|):
+    zero once every two heads of a stage differ by the margin, so it never pulls heads further apart than that."""
+    total = torch.zeros(())
+    for module in model.modules():
+        if isinstance(module, _DensityAttention) and module.num_heads > 1:
+            curves = module.gate_curves(OVERLAP_GRID)  # (heads, grid)
+            i, j = torch.triu_indices(module.num_heads, module.num_heads, offset=1)
+            total = total + torch.relu(OVERLAP_MARGIN - (curves[i] - curves[j]).abs().mean(-1)).mean()
+    return total
 
 
 class DensityAdaptiveAttention(_DensityAttention):

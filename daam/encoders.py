@@ -112,8 +112,15 @@ class ImageEncoder(nn.Module):
 
         seen = [prepare_image(image) for image in images]  # (224, 224) uint8 each
         device = next(self.model.parameters()).device
-        x = torch.from_numpy(np.stack(seen)).to(device).float()
-        x = ((x - 127.0) / 128.0)[:, None].expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        features = self.features(torch.from_numpy(np.stack(seen)).to(device).float())
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
+        labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
+        return Encoded(features, mask, [labels] * len(images), [""] * len(images),
+                       [ImageExtras(image) for image in seen])
+
+    def features(self, seen: torch.Tensor) -> torch.Tensor:
+        """Prepared pictures (batch, 224, 224), grey levels 0..255 -> features (batch, 49, 1984); differentiable."""
+        x = ((seen - 127.0) / 128.0)[:, None].expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
         m = self.model
         x = m._swish(m._bn0(m._conv_stem(x)))
         stages = []
@@ -123,11 +130,7 @@ class ImageEncoder(nn.Module):
                 stages.append(x)
         stages.append(m._swish(m._bn1(m._conv_head(x))))
         grid = [nn.functional.adaptive_avg_pool2d(s, self.grid) for s in stages]  # (batch, channels, 7, 7) each
-        features = torch.cat(grid, dim=1).flatten(2).transpose(1, 2)  # (batch, 49, 1984)
-        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
-        labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
-        return Encoded(features, mask, [labels] * len(images), [""] * len(images),
-                       [ImageExtras(image) for image in seen])
+        return torch.cat(grid, dim=1).flatten(2).transpose(1, 2)  # (batch, 49, 1984)
 
 
 class AudioEncoder(nn.Module):

@@ -149,7 +149,9 @@ class Explanation:
     probabilities: list[float]
     predicted_label: str
     position_labels: list[str]  # one per real position: tokens, patch "row r, col c", times
-    position_weights: np.ndarray  # (heads, positions): the mean gate over each head's channels
+    position_weights: np.ndarray  # (heads, positions): raw gates, what each head lets through (mean over its channels)
+    position_relevance: np.ndarray  # (positions,): signed support for the predicted label (DAAMClassifier.relevance)
+    head_relevance: np.ndarray  # (heads, positions): the same, split over heads; sums to position_relevance
     layer_importance: np.ndarray  # (layers, dim): the Importance Factor, mean gate per layer and feature
     layer_names: list[str]
     density: dict[str, DensityStage]  # by stage ("positions", "layers")
@@ -184,6 +186,8 @@ class Explanation:
             raise ValueError(f"the explanation is missing the field {missing[0]!r}")
         values = dict(data)
         values["position_weights"] = _floats(data["position_weights"], 2)
+        values["position_relevance"] = _floats(data["position_relevance"], 1)
+        values["head_relevance"] = _floats(data["head_relevance"], 2)
         values["layer_importance"] = _floats(data["layer_importance"], 2)
         values["density"] = {stage: DensityStage.from_dict(d) for stage, d in data["density"].items()}
         values["z_values"] = {stage: [_floats(z, 1) for z in heads] for stage, heads in data["z_values"].items()}

@@ -34,3 +34,15 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[s
 def mean_sd(values: list[float]) -> dict:
     return {"mean": round(statistics.mean(values), 4), "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
             "per_seed": [round(v, 4) for v in values]}
+
+
+def head_movement(initial, final) -> dict:
+    """How far each head's gate moved from its start, and how distinct the heads ended: for two DensityStages
+    of one stage (same grid), the mean |g - g0| over the grid per head, and per pair of heads their mean |g_i - g_j|.
+
+    A head that never left its start, or two heads with the same gate, show nothing a person can inspect."""
+    moved = np.abs(final.curve - initial.curve).mean(1)  # (heads,)
+    pairs = np.abs(final.curve[:, None] - final.curve[None]).mean(-1)  # (heads, heads)
+    upper = pairs[np.triu_indices(len(pairs), k=1)]
+    return {"moved": [round(float(m), 4) for m in moved], "median_moved": round(float(np.median(moved)), 4),
+            "closest_pair": round(float(upper.min()), 4) if upper.size else None}

@@ -48,6 +48,7 @@ class DAAMConfig:
     adapter: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}}; empty = identity
     layer_mechanism: str = "daam"  # what weights each stage: a name in MECHANISMS
     position_mechanism: str = "daam"
+    offset_spread: float = 0.0  # initial offsets of every head: evenly from -spread to +spread (0: all at 0)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -104,6 +105,11 @@ class DAAMClassifier(nn.Module):
         # Statistics across positions for each channel; heads own groups of channels.
         self.position_attention = build_mechanism(c.position_mechanism, heads=c.position_heads,
                                                   densities=c.position_densities, mode=c.mode, head_axis=2)
+        if c.offset_spread:
+            for stage in (self.layer_attention, self.position_attention):
+                if isinstance(stage, MultiHeadDensityAdaptiveAttention):
+                    with torch.no_grad():
+                        stage.mean_offsets.copy_(torch.linspace(-c.offset_spread, c.offset_spread, stage.num_densities))
         self.norm = nn.LayerNorm(c.dim)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.dim, len(c.labels))
@@ -166,6 +172,7 @@ class DAAMClassifier(nn.Module):
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
         position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
+        head_relevance = self.relevance(logits, inter, mask)  # (b, heads, positions)
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
         density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
@@ -186,6 +193,8 @@ class DAAMClassifier(nn.Module):
                 predicted_label=labels[int(probs[i].argmax())],
                 position_labels=list(encoded.position_labels[i]),
                 position_weights=position_weights[i, :, :n].cpu().numpy(),
+                position_relevance=head_relevance[i, :, :n].sum(0).cpu().numpy(),
+                head_relevance=head_relevance[i, :, :n].cpu().numpy(),
                 layer_importance=layer_importance[i].cpu().numpy(),
                 layer_names=list(self.config.layer_names),
                 density=density,
@@ -199,6 +208,30 @@ class DAAMClassifier(nn.Module):
 
     def explain(self, x) -> Explanation:
         return self.explain_batch([x])[0]
+
+    def relevance(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor) -> torch.Tensor:
+        """Each head's and position's share of the predicted class's log-probability: (batch, heads, positions).
+
+        The pooled vector is the mean of the position stage's outputs, pooled = sum_p gated_p / n, so with
+        g = d log p(predicted) / d pooled (through LayerNorm and the linear head, in closed form), the first-order
+        term pooled . g splits exactly into (gated_p . g) / n per position, and over the heads owning its channels.
+        One forward pass, no backward; positive = supports the predicted label."""
+        real = mask[:, :, None].to(inter.mixed.dtype)  # (b, p, 1)
+        gated = inter.mixed * inter.positions.gate * real  # (b, p, d): what each position adds to the pool
+        n = real.sum(1).clamp(min=1)  # (b, 1)
+        pooled = gated.sum(1) / n  # (b, d)
+        probs = logits.softmax(-1)
+        towards = nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype) - probs  # d log p_c / d logits
+        norm = self.norm
+        mean, var = pooled.mean(-1, keepdim=True), pooled.var(-1, unbiased=False, keepdim=True)
+        inv_std = torch.rsqrt(var + norm.eps)
+        normalised = (pooled - mean) * inv_std  # (b, d)
+        v = (towards @ self.head.weight) * norm.weight  # d log p_c / d normalised
+        g = inv_std * (v - v.mean(-1, keepdim=True) - normalised * (v * normalised).mean(-1, keepdim=True))  # (b, d)
+        contributions = gated * g[:, None, :] / n[:, :, None]  # (b, p, d)
+        heads = head_index(gated.shape[-1], self.position_attention.num_heads, gated.device)
+        onehot = nn.functional.one_hot(heads, self.position_attention.num_heads).to(gated.dtype)  # (d, heads)
+        return (contributions @ onehot).transpose(1, 2)  # (b, heads, p)
 
     @staticmethod
     def _head_means(gate: torch.Tensor, attention: nn.Module, channel_axis: int) -> torch.Tensor:

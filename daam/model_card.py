@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapters import MAX_MASK_FRAMES, MAX_MASK_MELS
+from .attention import OVERLAP_MARGIN
 from .data.spoken_letters import SPEAKER_PERTURBATION
 from .modalities import modality
 from .model import DAAMConfig
@@ -185,6 +186,59 @@ differ only in a short consonant (B/D/E/P/T/V/G/Z, M/N) are the hard ones, as in
 density attention emphasises, which is not a causal explanation of the prediction.""")
 
 
+def training_sentence(metrics: dict) -> str:
+    """The optimiser settings that shape the densities, when the run recorded them."""
+    t = metrics.get("train_settings", {})
+    if not t.get("density_lr"):
+        return ""
+    penalty = (f", plus {t['head_diversity']} x a penalty on pairs of heads whose gates differ by less than "
+               f"{OVERLAP_MARGIN}" if t.get("head_diversity") else "")
+    return (f"Training: AdamW for {t['epochs']} epochs, one-cycle schedule, peak rate {t['lr']} with weight decay "
+            f"{t['weight_decay']}; the density parameters (offsets, scales, mixture weights) at peak rate "
+            f"{t['density_lr']} without weight decay, so they leave their start{penalty}. ")
+
+
+MOVED_GOAL, DISTINCT_GOAL = 0.15, 0.05  # median mean |g - g0| per stage; smallest mean |g_i - g_j| between two heads
+
+
+def heads_section(metrics: dict) -> str:
+    """How far the learned densities moved from their start, and how distinct the heads are."""
+    movement = metrics.get("head_movement")
+    if not movement:
+        return ""
+    rows = "\n".join(f"| {stage} | {', '.join(f'{m:.3f}' for m in s['moved'])} | {s['median_moved']:.3f} | "
+                     f"{s['closest_pair']:.3f} |" for stage, s in movement.items())
+    met = all(s["median_moved"] >= MOVED_GOAL and s["closest_pair"] >= DISTINCT_GOAL for s in movement.values())
+    return f"""
+## What the heads learned
+Mean |g(z) - g0(z)| over z in [-4, 4] between each head's learned gate and its initial one, and the smallest
+mean difference between two heads of a stage (goals: median movement >= {MOVED_GOAL}, no two heads within
+{DISTINCT_GOAL}; {'met' if met else '**not met**'}):
+
+| stage | movement per head | median | closest two heads |
+| --- | --- | --- | --- |
+{rows}
+"""
+
+
+def faithfulness_section(metrics: dict) -> str:
+    """Deletion figures of benchmarks/bench_faithfulness.py on held-out data, when it has been run."""
+    f = metrics.get("faithfulness")
+    if not f:
+        return ""
+    rows = "\n".join(f"| {name} | {r['deletion'][1]:.3f} | {r['deletion_aopc']:.3f} | {r['insertion_aopc']:.3f} | "
+                     f"{r['ms']:.0f} |" for name, r in f["methods"].items())
+    return f"""
+## Are the explanations faithful?
+`{f['command']}` on {f['items']} held-out test inputs: delete the top-scored {f['unit']}s, re-run, and measure the
+drop of the predicted class's probability (insertion: keep only them). Higher is more faithful.
+
+| method | deletion drop at 20% | deletion AOPC (10/20/30/50%) | insertion AOPC | ms per explanation |
+| --- | --- | --- | --- | --- |
+{rows}
+"""
+
+
 def write_card(out: Path, metrics: dict, config: DAAMConfig) -> None:
     """README.md for a checkpoint directory, every figure taken from metrics.json."""
     sec = modality(config.modality).resolve("card")(metrics, config)
@@ -222,7 +276,7 @@ linear head. {sec['saved']}
 
 {verdict}
 {sec.get('more_results', '')}
-Each run keeps the epoch with the best validation accuracy; the shipped checkpoint is the DAAM seed with the
+{training_sentence(metrics)}Each run keeps the epoch with the best validation accuracy; the shipped checkpoint is the DAAM seed with the
 best validation accuracy (seed {daam['selected_seed']}): test accuracy {sel['accuracy']:.4f}, macro-F1 {sel['macro_f1']:.4f}.
 Confusion matrix of that checkpoint (rows: true, columns: predicted):
 
@@ -232,7 +286,7 @@ Confusion matrix of that checkpoint (rows: true, columns: predicted):
 
 Training time for the whole run (encoding, {len(metrics['seeds'])} seeds × 3 models): {metrics['train_time_s']} s on the
 machine that ran it. Curves: `training_curves.json`. All figures: `metrics.json`.
-
+{heads_section(metrics)}{faithfulness_section(metrics)}
 ## Encoder and preprocessing
 {sec['encoder']}
 

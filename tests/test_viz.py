@@ -127,3 +127,24 @@ def test_audio_view_shares_a_time_axis_in_seconds():
     lines = [t for t in fig.data if isinstance(t, go.Scatter)]
     assert [t.name for t in lines] == ["head 0", "head 2"]
     assert fig.layout.xaxis2.title.text == "time (s)" and fig.layout.xaxis.matches == "x2"
+
+
+def test_relevance_heatmap_is_signed_diverging_and_sums_the_heads():
+    relevance = rng.normal(size=(4, len(TOKENS)))
+    fig = viz.relevance_heatmap(TOKENS, relevance)
+    (trace,) = fig.data
+    np.testing.assert_allclose(np.asarray(trace.z)[0], relevance.sum(0))  # "all heads" row first
+    np.testing.assert_allclose(np.asarray(trace.z)[1:], relevance)
+    bound = np.abs(np.asarray(trace.z)).max()
+    assert trace.zmid == 0 and (trace.zmin, trace.zmax) == (-bound, bound)
+    assert trace.colorscale != viz.token_heatmap(TOKENS, WEIGHTS).data[0].colorscale  # diverging, not cividis
+    assert np.asarray(trace.text)[2, 3] == str(relevance[1, 3])  # exact value on hover
+
+
+def test_highlighted_relevance_colours_by_sign():
+    relevance = np.zeros((2, 3))
+    relevance[0] = [1.0, 0.0, -1.0]
+    page = viz.highlighted_text_html(["good", "film", "dull"], relevance, signed=True)
+    colours = [part.split("background:")[1].split(";")[0] for part in page.split("<span")[1:]]
+    assert colours[0] != colours[2] and colours[1] not in colours[::2]
+    assert "relevance 1" in page and "relevance -1" in page and "purple supports" in page

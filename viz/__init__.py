@@ -4,6 +4,7 @@ from .explanation import POSITION_FIGURES, explanation_figures
 from .figures import (
     attention_comparison,
     audio_view,
+    deletion_check,
     display_tokens,
     gated_sample,
     highlighted_text_html,
@@ -12,10 +13,11 @@ from .figures import (
     mixture_curves,
     png_array,
     prediction_bars,
+    relevance_heatmap,
     token_heatmap,
     training_curves,
 )
 
-__all__ = ["POSITION_FIGURES", "attention_comparison", "audio_view", "display_tokens", "explanation_figures",
+__all__ = ["POSITION_FIGURES", "attention_comparison", "audio_view", "deletion_check", "display_tokens", "explanation_figures",
            "gated_sample", "highlighted_text_html", "image_overlay", "layer_importance", "mixture_curves", "png_array",
-           "prediction_bars", "token_heatmap", "training_curves"]
+           "prediction_bars", "relevance_heatmap", "token_heatmap", "training_curves"]

@@ -17,7 +17,7 @@ from . import figures
 
 
 def _text_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
-    return figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head)
+    return figures.relevance_heatmap(e.position_labels, e.head_relevance)
 
 
 def _image_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
@@ -39,15 +39,19 @@ POSITION_FIGURES: dict[type | None, Callable[[Explanation, int | None, bool], go
 
 def explanation_figures(explanation: Explanation | Mapping, head: int | None = None,
                         normalise_per_head: bool = False) -> dict[str, go.Figure | str]:
-    """Name -> figure (the highlighted text is an HTML string)."""
+    """Name -> figure (the highlighted text is an HTML string). For text, "positions" and the highlighted text
+    show relevance (Explanation.position_relevance, per head) and "gates" the raw gates; for images and audio,
+    whose relevance is not yet as faithful as occlusion (benchmarks/bench_faithfulness.py), "positions" shows
+    the raw gates."""
     e = Explanation.coerce(explanation)
     kind = type(e.extras) if e.extras is not None else None
     if kind not in POSITION_FIGURES:
         raise ValueError(f"no figure for explanations with extras of type {kind.__name__}")
     out: dict[str, go.Figure | str] = {"prediction": figures.prediction_bars(e.labels, e.probabilities),
                                        "positions": POSITION_FIGURES[kind](e, head, normalise_per_head)}
-    if kind is None:
-        out["highlighted_text"] = figures.highlighted_text_html(e.position_labels, e.position_weights, head)
+    if kind is None:  # tokens: relevance first (what drove the prediction), the raw gates beside it
+        out["highlighted_text"] = figures.highlighted_text_html(e.position_labels, e.head_relevance, head, signed=True)
+        out["gates"] = figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head)
     for stage in STAGES:
         if stage in e.density:
             out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], e.z_values.get(stage), stage)

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from daam.explanation import DensityStage, png_array, png_data_uri  # the one PNG codec of the contract
 
 SCALE = "Cividis"
+DIVERGING = "PuOr"  # signed values (relevance): orange against the prediction, purple for it; colour-blind safe
 LINE_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]  # Okabe-Ito
 WIDTH = 900
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
@@ -136,33 +137,66 @@ def token_heatmap(tokens: Sequence[str], weights, normalise_per_head: bool = Fal
     return _layout(fig, "Density weight per head over tokens", 180 + 30 * w.shape[0])
 
 
+def relevance_heatmap(tokens: Sequence[str], head_relevance) -> go.Figure:
+    """Signed relevance over tokens: all heads together (their sum) above each head, on one diverging scale."""
+    r = _array("head_relevance", head_relevance, 2)
+    if r.shape[1] != len(tokens):
+        raise ValueError(f"head_relevance has {r.shape[1]} positions but there are {len(tokens)} tokens")
+    rows = np.vstack([r.sum(0, keepdims=True), r])
+    bound = float(np.abs(rows).max()) or 1.0
+    labels = display_tokens(tokens)
+    names = ["all heads"] + [f"head {h}" for h in range(r.shape[0])]
+    fig = go.Figure(go.Heatmap(
+        z=rows, x=list(range(len(tokens))), y=names, colorscale=DIVERGING, zmin=-bound, zmax=bound, zmid=0,
+        customdata=np.array([labels] * len(rows)), text=rows.astype(str),
+        colorbar=dict(title="relevance"),
+        hovertemplate="%{y}<br>token %{x}: %{customdata}<br>relevance %{text}<extra></extra>"))
+    step = max(1, len(tokens) // 60)
+    fig.update_layout(xaxis=dict(title="token", tickvals=list(range(0, len(tokens), step)), ticktext=labels[::step],
+                                 tickangle=-60, **AXIS_STYLE),
+                      yaxis=dict(title="head", autorange="reversed", **AXIS_STYLE))
+    return _layout(fig, "Relevance: what drove the prediction (purple: for it, orange: against)", 180 + 30 * len(rows))
+
+
 @functools.cache
-def _colour_table() -> np.ndarray:
-    """256 colours of SCALE: sampling Plotly's scale per token costs ~0.5 ms each."""
+def _colour_table(scale: str = SCALE) -> np.ndarray:
+    """256 colours of a scale: sampling Plotly's scale per token costs ~0.5 ms each."""
     import plotly.colors as pc
 
-    return np.array(pc.sample_colorscale(SCALE, list(np.linspace(0, 1, 256))))
+    return np.array(pc.sample_colorscale(scale, list(np.linspace(0, 1, 256))))
 
 
-def highlighted_text_html(tokens: Sequence[str], weights, head: int | None = None) -> str:
-    """The tokens as HTML, each on a background of the chosen head's weight (or the mean over heads)."""
-    w = _array("position_weights", weights, 2)
+def highlighted_text_html(tokens: Sequence[str], weights, head: int | None = None, signed: bool = False) -> str:
+    """The tokens as HTML, each on a background of the chosen head's value, or of all heads together.
+
+    weights: (heads, tokens). Gates (signed=False, cividis 0-1): all heads = their mean. Relevance (signed=True,
+    diverging around 0, scaled to the largest magnitude): all heads = their sum, the position's relevance."""
+    w = _array("head_relevance" if signed else "position_weights", weights, 2)
     if w.shape[1] != len(tokens):
-        raise ValueError(f"position_weights has {w.shape[1]} positions but there are {len(tokens)} tokens")
+        raise ValueError(f"{'head_relevance' if signed else 'position_weights'} has {w.shape[1]} positions but there "
+                         f"are {len(tokens)} tokens")
     if head is not None and not 0 <= head < w.shape[0]:
         raise ValueError(f"head must be in 0..{w.shape[0] - 1}, got {head}")
-    values = w.mean(0) if head is None else w[head]
-    colours = _colour_table()[np.clip(np.round(values * 255), 0, 255).astype(int)]
+    values = w[head] if head is not None else (w.sum(0) if signed else w.mean(0))
+    if signed:
+        shade = 0.5 + 0.5 * values / (np.abs(values).max() or 1.0)  # 0.5 = no relevance
+        light = np.abs(shade - 0.5) < 0.3  # the diverging scale is light in the middle
+    else:
+        shade, light = values, values > 0.55  # cividis is light at its top
+    colours = _colour_table(DIVERGING if signed else SCALE)[np.clip(np.round(shade * 255), 0, 255).astype(int)]
+    name = "relevance" if signed else "weight"
     spans = []
-    for token, value, colour in zip(tokens, values, colours):
-        ink = "#000" if value > 0.55 else "#fff"  # contrast against cividis' dark and light ends
+    for token, value, colour, is_light in zip(tokens, values, colours, light):
+        ink = "#000" if is_light else "#fff"
         text = html.escape(token[2:] if token.startswith("##") else token)
         gap = "" if token.startswith("##") else " "
-        spans.append(f'{gap}<span title="weight {value:.6g}" style="background:{colour};color:{ink};'
+        spans.append(f'{gap}<span title="{name} {value:.6g}" style="background:{colour};color:{ink};'
                      f'padding:1px 2px;border-radius:3px">{text}</span>')
-    which = "mean over heads" if head is None else f"head {head}"
+    which = f"head {head}" if head is not None else ("sum over heads" if signed else "mean over heads")
+    legend = ("relevance: purple supports the prediction, orange speaks against it" if signed
+              else "density weight, cividis 0 → 1")
     return (f'<div class="daam-highlight" style="line-height:2;font-size:16px">{"".join(spans).strip()}</div>'
-            f'<div style="font-size:12px;opacity:.7">background = density weight ({which}), cividis 0 → 1</div>')
+            f'<div style="font-size:12px;opacity:.7">background = {legend} ({which})</div>')
 
 
 def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = None, stage: str = "positions",
@@ -384,3 +418,20 @@ def training_curves(curves: dict) -> go.Figure:
     fig = go.Figure(data=traces, layout=dict(xaxis=dict(title="epoch", **AXIS_STYLE),
                                              yaxis=dict(title="validation accuracy", **AXIS_STYLE)))
     return _layout(fig, "Training curves (each line a seed)", 380)
+
+
+def deletion_check(fractions: Sequence[float], relevance: Sequence[float], random: Sequence[float],
+                   unit: str = "words") -> go.Figure:
+    """The deletion test on one input: the predicted class's probability drop when the most relevant units are
+    removed, beside removing random ones. A faithful explanation's line lies well above random's."""
+    x = _array("fractions", fractions, 1)
+    lines = {"most relevant first": _array("relevance", relevance, 1), "random (mean of 3 orders)": _array("random", random, 1)}
+    if any(len(v) != len(x) for v in lines.values()):
+        raise ValueError("relevance and random need one drop per fraction")
+    fig = go.Figure([go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(color=LINE_COLOURS[i], width=3),
+                                hovertemplate=f"{name}<br>%{{x:.0%}} of {unit} removed<br>drop %{{y}}<extra></extra>")
+                     for i, (name, y) in enumerate(lines.items())])
+    fig.update_layout(xaxis=dict(title=f"share of {unit} removed", tickformat=".0%", **AXIS_STYLE),
+                      yaxis=dict(title="drop of the predicted probability", **AXIS_STYLE),
+                      legend=dict(orientation="h", y=-0.3))
+    return _layout(fig, "Can I trust this? Removing what the explanation ranks highest", 380)

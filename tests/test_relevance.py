@@ -1,0 +1,186 @@
+"""Relevance: one signed value per position that says what drove the prediction, checked by deletion."""
+
+import numpy as np
+import pytest
+import torch
+
+from daam import DAAMClassifier, DAAMConfig, Explanation
+from daam.model import masked_mean
+from daam.train import FeatureCache, TrainSettings, fit
+
+POSITIONS, LAYERS, DIM = 12, 2, 16
+
+
+def evidence_task(n: int, seed: int) -> tuple[FeatureCache, list[list[int]]]:
+    """Noise at every position, plus the class's direction at two random positions: the evidence."""
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.zeros(DIM)
+    direction[:4] = 1.5
+    items, labels, where = [], [], []
+    for _ in range(n):
+        label = int(torch.randint(2, (1,), generator=g))
+        x = torch.randn(POSITIONS, LAYERS, DIM, generator=g)  # positions first, as FeatureCache stores them
+        evidence = torch.randperm(POSITIONS, generator=g)[:2].tolist()
+        x[evidence] += (1 if label else -1) * direction
+        items.append(x.half())
+        labels.append(label)
+        where.append(evidence)
+    return FeatureCache(items, torch.tensor(labels), position_axis=2), where
+
+
+@pytest.fixture(scope="module")
+def trained():
+    cache, where = evidence_task(1200, seed=0)
+    torch.manual_seed(0)
+    model = DAAMClassifier(DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM,
+                                      layer_names=["a", "b"]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    split = {"train": list(range(1000)), "val": list(range(1000, 1200)), "test": []}
+    info = fit(model, cache, split, TrainSettings(epochs=3, batch_size=32), seed=0, desc="fixture")
+    return model.eval(), before, info
+
+
+def test_relevance_is_the_exact_split_of_the_first_order_term(trained):
+    model, _, _ = trained
+    cache, _ = evidence_task(4, seed=1)
+    features, mask, _ = cache.batch([0, 1, 2, 3])
+    mask[1, 9:] = False
+    logits, inter = model(features, mask, return_intermediates=True)
+    relevance = model.relevance(logits, inter, mask)  # (batch, heads, positions)
+    gated = (inter.mixed * inter.positions.gate).detach().requires_grad_(True)
+    log_p = model.head(model.norm(masked_mean(gated, mask[:, :, None], 1))).log_softmax(-1)
+    log_p.gather(1, log_p.argmax(-1, keepdim=True)).sum().backward()
+    torch.testing.assert_close(relevance.sum(1), (gated * gated.grad).sum(-1).detach(), rtol=1e-4, atol=1e-6)
+    assert (relevance[1, :, 9:] == 0).all()  # padding supports nothing
+
+
+def test_density_parameters_receive_gradient_and_move(trained):
+    model, before, info = trained
+    assert info["val_accuracy"] > 0.9
+    for name in ("position_attention.mean_offsets", "position_attention.raw_scales", "layer_attention.mean_offsets"):
+        assert (model.state_dict()[name] - before[name]).abs().max() > 1e-2, name
+
+
+def drop_after_deleting(model, features, mask, scores: torch.Tensor, fraction: float) -> np.ndarray:
+    """Drop of the predicted class's probability when the top-scored `fraction` of positions are deleted."""
+    with torch.no_grad():
+        probs = model(features, mask).softmax(-1)
+        predicted = probs.argmax(-1)
+        k = max(1, round(fraction * mask.shape[1]))
+        top = scores.masked_fill(~mask, -np.inf).topk(k, dim=1).indices
+        kept = mask.clone()
+        kept.scatter_(1, top, False)
+        after = model(features, kept).softmax(-1)
+    return (probs.gather(1, predicted[:, None]) - after.gather(1, predicted[:, None])).squeeze(1).numpy()
+
+
+def test_deleting_the_most_relevant_positions_lowers_the_prediction_more_than_random_ones(trained):
+    model, _, _ = trained
+    cache, where = evidence_task(200, seed=2)
+    features, mask, _ = cache.batch(list(range(200)))
+    with torch.no_grad():
+        logits, inter = model(features, mask, return_intermediates=True)
+        relevance = model.relevance(logits, inter, mask).sum(1)
+    random_scores = torch.rand(mask.shape, generator=torch.Generator().manual_seed(0))
+    by_relevance = drop_after_deleting(model, features, mask, relevance, 0.2).mean()
+    by_random = drop_after_deleting(model, features, mask, random_scores, 0.2).mean()
+    assert by_relevance > 2 * by_random and by_relevance > 0.2, (by_relevance, by_random)
+    top_two = relevance.topk(2, dim=1).indices.tolist()
+    hits = np.mean([len(set(t) & set(w)) / 2 for t, w in zip(top_two, where)])
+    assert hits > 0.6  # the top two positions are mostly where the evidence was put (chance: 2 of 12)
+
+
+def test_explanations_carry_relevance_per_position_and_head_through_json(trained):
+    model, _, _ = trained
+
+    class Fixed(torch.nn.Module):  # an encoder that hands over ready features
+        modality = "text"
+
+        def forward(self, items):
+            from daam.encoders import Encoded
+
+            cache = FeatureCache(items, torch.zeros(len(items), dtype=torch.long), position_axis=2)
+            features, mask, _ = cache.batch(list(range(len(items))))
+            return Encoded(features, mask, [[f"p{i}" for i in range(len(x))] for x in items], [""] * len(items))
+
+    model.set_encoder(Fixed())
+    cache, _ = evidence_task(2, seed=3)
+    e = model.explain_batch([cache.items[0], cache.items[1][:7]])[1]
+    assert e.position_relevance.shape == (7,) and e.head_relevance.shape == (4, 7)
+    np.testing.assert_allclose(e.head_relevance.sum(0), e.position_relevance, rtol=1e-5, atol=1e-7)
+    back = Explanation.from_json(e.to_json())
+    np.testing.assert_allclose(back.position_relevance, e.position_relevance, atol=1e-6)
+    assert back.head_relevance.shape == (4, 7)
+
+
+def test_head_movement_measures_distance_from_start_and_between_heads():
+    from daam.explanation import DensityStage
+    from daam.metrics import head_movement
+
+    grid = np.linspace(-4, 4, 9)
+    flat = np.full((3, 9), 0.5)
+    moved = flat.copy()
+    moved[0] += 0.2
+    moved[1] -= 0.1
+    stage = lambda curve: DensityStage("mixture", *(np.zeros((3, 1)),) * 3, grid, curve, curve[:, None])  # noqa: E731
+    m = head_movement(stage(flat), stage(moved))
+    assert m["moved"] == [0.2, 0.1, 0.0] and m["median_moved"] == 0.1
+    assert m["closest_pair"] == 0.1  # head 1 and head 2 differ by 0.1 everywhere
+
+
+def test_the_card_reports_head_movement_and_faithfulness(tmp_path):
+    import json
+    from pathlib import Path
+
+    from daam.model_card import write_card
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "image"
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    metrics["head_movement"] = {"positions": {"moved": [0.3, 0.2], "median_moved": 0.25, "closest_pair": 0.01}}
+    method = {"deletion": [0.1, 0.42, 0.5, 0.6], "deletion_aopc": 0.4, "insertion": [0.1] * 4, "insertion_aopc": 0.1,
+              "ms": 12.0}
+    metrics["faithfulness"] = {"command": "python benchmarks/bench_faithfulness.py image --items 9", "items": 9,
+                               "unit": "cell", "methods": {"relevance": method}}
+    write_card(tmp_path, metrics, DAAMClassifier.from_pretrained(shipped).config)
+    card = (tmp_path / "README.md").read_text()
+    assert "| positions | 0.300, 0.200 | 0.250 | 0.010 |" in card and "**not met**" in card
+    assert "| relevance | 0.420 | 0.400 | 0.100 | 12 |" in card
+
+
+def test_the_overlap_penalty_pushes_close_heads_apart_and_ignores_distinct_ones():
+    from daam.attention import MultiHeadDensityAdaptiveAttention
+    from daam.attention import OVERLAP_GRID, head_overlap
+
+    close = MultiHeadDensityAdaptiveAttention(1, 2, 3)
+    with torch.no_grad():
+        close.mean_offsets[1] += 0.05  # nearly the same head twice (exact twins get no gradient: symmetry)
+
+    def distance():
+        curves = close.gate_curves(OVERLAP_GRID)
+        return (curves[0] - curves[1]).abs().mean().item()
+
+    before = distance()
+    penalty = head_overlap(close)
+    assert penalty.item() == pytest.approx(0.1 - before, rel=1e-4)
+    penalty.backward()
+    with torch.no_grad():
+        for p in close.parameters():
+            p -= 1.0 * p.grad
+    assert distance() > before + 0.01
+    apart = MultiHeadDensityAdaptiveAttention(1, 2, 1)
+    apart.set_density_parameters([[-2.0], [2.0]], [[0.5], [0.5]], [[1.0], [1.0]])
+    assert head_overlap(apart) == 0
+
+
+def test_the_deletion_check_of_one_sentence_beats_random_on_the_shipped_checkpoint():
+    from pathlib import Path
+
+    from daam import load_pretrained
+    from daam.faithfulness import check
+
+    model = load_pretrained(Path(__file__).resolve().parents[1] / "checkpoints" / "text")
+    result = check(model, "The jokes fall flat, the plot makes no sense and the ending drags on forever.")
+    assert result["predicted_label"] == "rotten" and result["units"] == 15
+    assert len(result["relevance"]) == len(result["random"]) == len(result["fractions"]) == 4
+    at = result["fractions"].index(0.2)
+    assert result["relevance"][at] > result["random"][at] + 0.1
