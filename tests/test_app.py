@@ -94,6 +94,19 @@ def test_browser_explains_a_sentence(app_url, tmp_path):
     assert errors == []
 
 
+def test_browser_runs_the_deletion_test_on_the_sentence(app_url):
+    with chromium_page(1200, 1000) as (page, errors):
+        page.goto(app_url)
+        page.locator("#text-input textarea").fill("The jokes fall flat and the plot makes no sense.")
+        page.get_by_text("Can I trust this?").click()
+        page.locator("#text-trust").click()
+        page.wait_for_function("document.querySelector('#text-trust-verdict').innerText.includes('random')",
+                               timeout=60000)
+        verdict = page.locator("#text-trust-verdict").inner_text()
+    assert "Removing the 20% most relevant words lowers the probability of rotten" in verdict
+    assert errors == []
+
+
 def test_browser_explains_an_uploaded_image(app_url, tmp_path):
     if not (ROOT / "checkpoints" / "image" / "config.json").is_file():
         pytest.skip("no image checkpoint")
