@@ -293,8 +293,9 @@ def _render(views: dict, e: Explanation, head_choice: str | None, normalise: boo
 
 def _modality_tab(name: str, examples: list) -> None:
     """A modality's tab: its input, Explain, examples, the figures, and export."""
+    kind = MODALITIES[name].input_kind
     explanation = gr.State(None)
-    if MODALITIES[name].input_kind == "text":
+    if kind == "text":
         with gr.Row():
             source, seen = _input(name)
             with gr.Column(scale=0, min_width=200):
@@ -335,13 +336,13 @@ def _modality_tab(name: str, examples: list) -> None:
     if isinstance(head, gr.Dropdown):
         for control in (head, normalise):
             control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
-    if MODALITIES[name].input_kind == "text":
+    if kind == "text":  # the deletion test exists for images too, but their tab shows raw gates, not relevance
         _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")
         files = gr.File(label="Downloads", file_count="multiple")
     export_button.click(_user_errors(export), explanation, files, api_visibility="private")
-    if MODALITIES[name].input_kind != "text":
+    if kind != "text":
         hidden = gr.Button(visible=False)
         hidden.click(API[name], _api_input(name), gr.JSON(visible=False), api_name=f"explain_{name}")
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .images import prepare_image
+from .modalities import modality
+
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)
 IG_STEPS = 16
 
@@ -30,7 +33,8 @@ class TextCase:
 
     def per_unit(self, token_scores: np.ndarray) -> np.ndarray:
         """Token scores summed into their words (special tokens belong to none)."""
-        assert len(token_scores) == len(self.word_of_token), "the explanation saw other tokens"
+        if len(token_scores) != len(self.word_of_token):
+            raise ValueError(f"{len(token_scores)} token scores for {len(self.word_of_token)} tokens")
         out = np.zeros(self.units)
         real = self.word_of_token >= 0
         np.add.at(out, self.word_of_token[real], token_scores[real])
@@ -69,8 +73,6 @@ class ImageCase:
     """The picture the model sees, cut into its 7x7 grid of 32-pixel cells; a deleted cell is set to black (0)."""
 
     def __init__(self, model, image: np.ndarray) -> None:
-        from daam.images import prepare_image
-
         self.model, self.source = model, image
         self.seen = torch.from_numpy(np.array(prepare_image(image), dtype=np.float32))
         grid, side = model.encoder.grid, self.seen.shape[0]
@@ -80,7 +82,8 @@ class ImageCase:
 
     def per_unit(self, position_scores: np.ndarray) -> np.ndarray:
         """The positions are the cells, in the same order."""
-        assert len(position_scores) == self.units
+        if len(position_scores) != self.units:
+            raise ValueError(f"{len(position_scores)} position scores for {self.units} cells")
         return np.asarray(position_scores, dtype=float)
 
     def inputs(self, keeps: np.ndarray) -> torch.Tensor:
@@ -102,7 +105,8 @@ class ImageCase:
         attributions = IntegratedGradients(self._forward).attribute(
             self.seen[None], baselines=torch.zeros_like(self.seen[None]), target=target, n_steps=IG_STEPS,
             internal_batch_size=IG_STEPS)[0].detach()
-        return np.bincount(self.cells.flatten().numpy(), weights=attributions.flatten().numpy(), minlength=49)
+        return np.bincount(self.cells.flatten().numpy(), weights=attributions.flatten().numpy(),
+                           minlength=self.units)
 
 
 def deletion_curves(case, rankings: dict[str, np.ndarray], target: int,
@@ -128,15 +132,21 @@ def deletion_curves(case, rankings: dict[str, np.ndarray], target: int,
     return out
 
 
+CASES = {"text": TextCase, "image": ImageCase}  # by input kind (daam.modalities); audio has none yet
+
+
 def unit_case(model, item):
     """The deletion-test view of an input for this model's modality."""
-    return TextCase(model, item) if model.config.modality == "text" else ImageCase(model, item)
+    kind = modality(model.config.modality).input_kind
+    if kind not in CASES:
+        raise ValueError(f"no deletion test for {kind} input yet; it exists for {', '.join(CASES)}")
+    return CASES[kind](model, item)
 
 
 def check(model, item, rng: np.random.Generator | None = None) -> dict:
     """For one input: the deletion drop at each fraction when removing the most relevant units, and random ones.
 
-    Random is the mean of 3 random orders. One batched pass of the model per ranking."""
+    Random is the mean of 3 random orders. One explanation, then one batched pass of the model for every ranking."""
     rng = rng or np.random.default_rng(0)
     case = unit_case(model, item)
     explanation = model.explain(case.source)
