@@ -191,8 +191,7 @@ SCRATCH = {"offset": [-2.0, 0.0, 2.0], "scale": [0.6] * 3, "weight": [1.0] * 3}
 def playground_heads() -> dict[str, tuple]:
     """Dropdown label -> (attention module, head): every density head of the loaded checkpoints."""
     return {f"{name}: {stage} stage, head {h}": (module, h) for name, model in loaded()[0].items()
-            for stage, module in (("positions", model.position_attention), ("layers", model.layer_attention))
-            if hasattr(module, "density_parameters") for h in range(module.num_heads)}
+            for stage, module in model.density_stages().items() for h in range(module.num_heads)}
 
 
 @_user_errors

@@ -88,6 +88,7 @@ class ClassifierIntermediates:
 
     hidden: torch.Tensor  # (batch, layers, positions, dim): the adapter's output
     mixed: torch.Tensor  # (batch, positions, dim): gated layers, softmax-mixed
+    pooled: torch.Tensor  # (batch, dim): the position stage's outputs, mean over real positions
     layers: Intermediates  # the layer stage's z and gate, shaped like hidden
     positions: Intermediates  # the position stage's z and gate, shaped like mixed
 
@@ -129,7 +130,7 @@ class DAAMClassifier(nn.Module):
         logits = self.head(self.dropout(self.norm(pooled)))
         if not return_intermediates:
             return logits
-        return logits, ClassifierIntermediates(hidden, mixed, layers, positions)
+        return logits, ClassifierIntermediates(hidden, mixed, pooled, layers, positions)
 
     @property
     def device(self) -> torch.device:
@@ -146,12 +147,16 @@ class DAAMClassifier(nn.Module):
         """Use an already built encoder (kept out of the module tree so it is never saved)."""
         self.__dict__["_encoder"] = encoder
 
+    def density_stages(self) -> dict[str, MultiHeadDensityAdaptiveAttention]:
+        """The stages whose mechanism is a density attention, by name ("positions", "layers")."""
+        stages = {"positions": self.position_attention, "layers": self.layer_attention}
+        return {name: module for name, module in stages.items() if isinstance(module, MultiHeadDensityAdaptiveAttention)}
+
     def densities(self) -> dict[str, DensityStage]:
         """Each density stage's parameters and curves. They depend on the weights alone, so they are computed
         once, and again only after a parameter changes (an in-place update such as a training step or loading
         weights bumps its version; moving it to another device gives it new storage)."""
-        stages = {"positions": self.position_attention, "layers": self.layer_attention}
-        stages = {name: module for name, module in stages.items() if isinstance(module, MultiHeadDensityAdaptiveAttention)}
+        stages = self.density_stages()
         versions = tuple((p.data_ptr(), p._version) for module in stages.values() for p in module.parameters())
         if self._densities is None or self._densities[0] != versions:
             self._densities = (versions, {name: density_stage(module) for name, module in stages.items()})
@@ -219,7 +224,7 @@ class DAAMClassifier(nn.Module):
         real = mask[:, :, None].to(inter.mixed.dtype)  # (b, p, 1)
         gated = inter.mixed * inter.positions.gate * real  # (b, p, d): what each position adds to the pool
         n = real.sum(1).clamp(min=1)  # (b, 1)
-        pooled = gated.sum(1) / n  # (b, d)
+        pooled = inter.pooled  # = gated.sum(1) / n
         probs = logits.softmax(-1)
         towards = nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype) - probs  # d log p_c / d logits
         norm = self.norm
@@ -229,17 +234,20 @@ class DAAMClassifier(nn.Module):
         v = (towards @ self.head.weight) * norm.weight  # d log p_c / d normalised
         g = inv_std * (v - v.mean(-1, keepdim=True) - normalised * (v * normalised).mean(-1, keepdim=True))  # (b, d)
         contributions = gated * g[:, None, :] / n[:, :, None]  # (b, p, d)
-        heads = head_index(gated.shape[-1], self.position_attention.num_heads, gated.device)
-        onehot = nn.functional.one_hot(heads, self.position_attention.num_heads).to(gated.dtype)  # (d, heads)
-        return (contributions @ onehot).transpose(1, 2)  # (b, heads, p)
+        return self._head_sums(contributions, self.position_attention.num_heads, channel_axis=2)[0]
 
     @staticmethod
-    def _head_means(gate: torch.Tensor, attention: nn.Module, channel_axis: int) -> torch.Tensor:
+    def _head_sums(values: torch.Tensor, num_heads: int, channel_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums of values over each head's channels, (..., heads, positions), and each head's channel count."""
+        heads = head_index(values.shape[channel_axis], num_heads, values.device)
+        onehot = nn.functional.one_hot(heads, num_heads).to(values.dtype)  # (channels, heads)
+        return (values.movedim(channel_axis, -1) @ onehot).transpose(-1, -2), onehot.sum(0)[:, None]
+
+    @classmethod
+    def _head_means(cls, gate: torch.Tensor, attention: nn.Module, channel_axis: int) -> torch.Tensor:
         """A head's weight at a position = the mean gate over that head's channels: (..., heads, positions)."""
-        heads = head_index(gate.shape[channel_axis], attention.num_heads, gate.device)
-        onehot = nn.functional.one_hot(heads, attention.num_heads).to(gate.dtype)  # (channels, heads)
-        sums = gate.movedim(channel_axis, -1) @ onehot  # (..., positions, heads)
-        return (sums / onehot.sum(0)).transpose(-1, -2)
+        sums, channels = cls._head_sums(gate, attention.num_heads, channel_axis)
+        return sums / channels
 
     @staticmethod
     def _z_per_head(z: torch.Tensor, attention: nn.Module, channel_axis: int) -> list[np.ndarray]:
