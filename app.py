@@ -25,6 +25,7 @@ import viz
 from daam import InputError, load_pretrained
 from daam.audio import MAX_SECONDS, WINDOW_S
 from daam.explanation import Explanation
+from daam.faithfulness import CASES as CHECKABLE_KINDS
 from daam.faithfulness import check as deletion_check
 from daam.modalities import MODALITIES
 from daam.playground import SAMPLE, head_parameters, shape_head
@@ -270,14 +271,15 @@ def _result_views(name: str) -> dict[str, gr.components.Component]:
     """What every modality tab shows, keyed like viz.explanation_figures' figures."""
     entry = MODALITIES[name]
     tokens = entry.input_kind == "text"
+    relevance = entry.input_kind in CHECKABLE_KINDS  # shown as the main view where the deletion test checks it
     views = {"summary": gr.Markdown(elem_id=f"{name}-summary"), "prediction": gr.Plot(label="Prediction")}
     if tokens:
         views["highlighted_text"] = gr.HTML(label="Highlighted text")
-    views["positions"] = gr.Plot(label="Relevance per head over tokens" if tokens
+    views["positions"] = gr.Plot(label=f"Relevance over {entry.positions}" if relevance
                                  else f"Density weight per head over {entry.positions}", elem_id=f"{name}-positions")
-    if tokens:
+    if relevance:
         with gr.Accordion("Raw gates: what each head lets through (not what drove the prediction)", open=False):
-            views["gates"] = gr.Plot(label="Density weight per head over tokens", elem_id=f"{name}-gates")
+            views["gates"] = gr.Plot(label=f"Density weight per head over {entry.positions}", elem_id=f"{name}-gates")
     with gr.Row():
         views["density_positions"] = gr.Plot(label="Densities: positions stage")
         views["density_layers"] = gr.Plot(label="Densities: layers stage")
@@ -335,7 +337,7 @@ def _modality_tab(name: str, examples: list) -> None:
     if isinstance(head, gr.Dropdown):
         for control in (head, normalise):
             control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
-    if kind == "text":  # the deletion test exists for images too, but their tab shows raw gates, not relevance
+    if kind in CHECKABLE_KINDS:
         _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")
@@ -350,8 +352,9 @@ def _trust_verdict(result: dict) -> str:
     """The deletion test at 20% of the units, in words."""
     at = result["fractions"].index(0.2)
     ours, chance = result["relevance"][at], result["random"][at]
-    said = (f"Removing the 20% most relevant words lowers the probability of **{result['predicted_label']}** by "
-            f"{ours:.3f}; removing random words lowers it by {chance:.3f}")
+    unit = result["unit"]
+    said = (f"Removing the 20% most relevant {unit} lowers the probability of **{result['predicted_label']}** by "
+            f"{ours:.3f}; removing random {unit} lowers it by {chance:.3f}")
     if ours > chance + 0.05:
         return said + ": for this input, the explanation points at what the prediction depends on."
     return said + ": **no better than random** — for this input, do not read much into the relevance."
@@ -359,17 +362,18 @@ def _trust_verdict(result: dict) -> str:
 
 def _trust_panel(name: str, source) -> None:
     """"Can I trust this?": the deletion test on the current input, on demand."""
-    with gr.Accordion("Can I trust this? Run the deletion test on this sentence", open=False):
+    what = "sentence" if MODALITIES[name].input_kind == "text" else MODALITIES[name].input_kind
+    with gr.Accordion(f"Can I trust this? Run the deletion test on this {what}", open=False):
         button = gr.Button("Run the deletion test", elem_id=f"{name}-trust")
         verdict = gr.Markdown(elem_id=f"{name}-trust-verdict")
         plot = gr.Plot(label="Deletion test")
 
     @_user_errors
     def run(value, progress=gr.Progress()) -> dict:
-        progress(0.2, desc="removing words and re-running the model")
+        progress(0.2, desc="removing parts of the input and re-running the model")
         result = deletion_check(_model(name), _check_input(MODALITIES[name].input_kind, value))
         return {verdict: _trust_verdict(result),
-                plot: viz.deletion_check(result["fractions"], result["relevance"], result["random"])}
+                plot: viz.deletion_check(result["fractions"], result["relevance"], result["random"], unit=result["unit"])}
 
     button.click(run, source, [verdict, plot], api_visibility="private")
 

@@ -150,8 +150,11 @@ class Explanation:
     predicted_label: str
     position_labels: list[str]  # one per real position: tokens, patch "row r, col c", times
     position_weights: np.ndarray  # (heads, positions): raw gates, what each head lets through (mean over its channels)
-    position_relevance: np.ndarray  # (positions,): signed support for the predicted label (DAAMClassifier.relevance)
-    head_relevance: np.ndarray  # (heads, positions): the same, split over heads; sums to position_relevance
+    # (positions,): signed support for the predicted label. Text and audio: the pool's first-order account
+    # (DAAMClassifier.relevance), the sum of head_relevance; images: gradient x input per cell through the encoder
+    # (ImageEncoder.input_relevance), because a cell's removal reaches the features of its neighbours too.
+    position_relevance: np.ndarray
+    head_relevance: np.ndarray  # (heads, positions): the pool's account split over the heads that let it through
     layer_importance: np.ndarray  # (layers, dim): the Importance Factor, mean gate per layer and feature
     layer_names: list[str]
     density: dict[str, DensityStage]  # by stage ("positions", "layers")

@@ -20,6 +20,8 @@ IG_STEPS = 16
 class TextCase:
     """A sentence cut into whitespace words; a subset of words is kept by a 0/1 mask over them."""
 
+    unit = "words"
+
     def __init__(self, model, text: str) -> None:
         self.model, self.words = model, model.encoder.check(text).split()
         self.source = " ".join(self.words)
@@ -71,6 +73,8 @@ class TextCase:
 
 class ImageCase:
     """The picture the model sees, cut into its 7x7 grid of 32-pixel cells; a deleted cell is set to black (0)."""
+
+    unit = "cells"
 
     def __init__(self, model, image: np.ndarray) -> None:
         self.model, self.source = model, image
@@ -156,4 +160,4 @@ def check(model, item, rng: np.random.Generator | None = None) -> dict:
     curves = deletion_curves(case, rankings, target, insertion=False)
     randoms = np.mean([curves[f"random {i}"][0] for i in range(3)], 0)
     return {"fractions": list(FRACTIONS), "relevance": curves["relevance"][0], "random": [float(v) for v in randoms],
-            "predicted_label": explanation.predicted_label, "units": case.units}
+            "predicted_label": explanation.predicted_label, "units": case.units, "unit": case.unit}

@@ -163,7 +163,7 @@ class DAAMClassifier(nn.Module):
         return self._densities[1]
 
     # ------------------------------------------------------------------ explanations
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: an encoder built lazily here must stay usable by autograd
     def explain_batch(self, inputs: list) -> list[Explanation]:
         """One Explanation per raw input (strings for text). Plain Python/numpy, no tensors."""
         if not isinstance(inputs, (list, tuple)) or not inputs:
@@ -178,6 +178,9 @@ class DAAMClassifier(nn.Module):
         probs = logits.softmax(-1).cpu().numpy()
         position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
         head_relevance = self.relevance(logits, inter, mask)  # (b, heads, positions)
+        position_relevance = self._input_relevance(encoded, mask, probs.argmax(-1))
+        if position_relevance is None:
+            position_relevance = head_relevance.sum(1)  # (b, positions)
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
         density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
@@ -198,7 +201,7 @@ class DAAMClassifier(nn.Module):
                 predicted_label=labels[int(probs[i].argmax())],
                 position_labels=list(encoded.position_labels[i]),
                 position_weights=position_weights[i, :, :n].cpu().numpy(),
-                position_relevance=head_relevance[i, :, :n].sum(0).cpu().numpy(),
+                position_relevance=position_relevance[i, :n].cpu().numpy(),
                 head_relevance=head_relevance[i, :, :n].cpu().numpy(),
                 layer_importance=layer_importance[i].cpu().numpy(),
                 layer_names=list(self.config.layer_names),
@@ -213,6 +216,18 @@ class DAAMClassifier(nn.Module):
 
     def explain(self, x) -> Explanation:
         return self.explain_batch([x])[0]
+
+    def _input_relevance(self, encoded: Encoded, mask: torch.Tensor, predicted) -> torch.Tensor | None:
+        """Relevance through the encoder, where it offers one (see ImageEncoder.input_relevance); else None."""
+        if not hasattr(self.encoder, "input_relevance"):
+            return None
+        predicted = torch.as_tensor(predicted, device=self.device)
+
+        def log_probability(features: torch.Tensor) -> torch.Tensor:
+            log_probs = self.forward(features, mask).log_softmax(-1)
+            return log_probs.gather(1, predicted[:, None]).squeeze(1)
+
+        return self.encoder.input_relevance(encoded.extras, log_probability)
 
     def relevance(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor) -> torch.Tensor:
         """Each head's and position's share of the predicted class's log-probability: (batch, heads, positions).

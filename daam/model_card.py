@@ -12,9 +12,11 @@ from .data.spoken_letters import SPEAKER_PERTURBATION
 from .modalities import modality
 from .model import DAAMConfig
 
-EXPLANATION_CAVEAT = ("The raw gates show what each head lets through, which is not what the prediction depends on; "
-                      "the relevance is a first-order account of the pooling stage, and the faithfulness section (when "
-                      "measured) says how well it predicts what deleting an input's parts does.")
+EXPLANATION_CAVEAT = ("The raw gates show what each head lets through, which is not what the prediction depends on. "
+                      "The relevance is a first-order account of what removing a part would do: at the pooling stage "
+                      "for tokens and frames, through the encoder to the pixels for images (gradient x input per "
+                      "cell); the faithfulness section (when measured) says how well it predicts what deleting an "
+                      "input's parts does.")
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
 

@@ -184,3 +184,21 @@ def test_the_deletion_check_of_one_sentence_beats_random_on_the_shipped_checkpoi
     assert len(result["relevance"]) == len(result["random"]) == len(result["fractions"]) == 4
     at = result["fractions"].index(0.2)
     assert result["relevance"][at] > result["random"][at] + 0.1
+
+
+@pytest.mark.parametrize("example", ["image_fmnist_ankle_boot.png", "image_fmnist_shirt.png"])
+def test_image_relevance_goes_through_the_encoder_and_beats_random_deletion(example):
+    from pathlib import Path
+
+    from daam import load_pretrained
+    from daam.faithfulness import check
+
+    root = Path(__file__).resolve().parents[1]
+    model = load_pretrained(root / "checkpoints" / "image")
+    e = model.explain(str(root / "examples" / example))
+    assert e.position_relevance.shape == (49,) and e.head_relevance.shape == (model.config.position_heads, 49)
+    assert (e.position_relevance[e.extras.image.reshape(7, 32, 7, 32).max((1, 3)).ravel() == 0] == 0).all()  # black cells: nothing to remove
+    result = check(model, str(root / "examples" / example))
+    assert result["unit"] == "cells" and result["units"] == 49
+    at = result["fractions"].index(0.2)
+    assert result["relevance"][at] > result["random"][at] + 0.05

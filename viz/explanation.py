@@ -21,7 +21,15 @@ def _text_positions(e: Explanation, head: int | None, normalise_per_head: bool) 
 
 
 def _image_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
+    return figures.image_overlay(e.extras.image, e.position_relevance[None], signed=True)
+
+
+def _image_gates(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
     return figures.image_overlay(e.extras.image, e.position_weights, all_heads=True)
+
+
+def _text_gates(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
+    return figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head)
 
 
 def _audio_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
@@ -29,20 +37,24 @@ def _audio_positions(e: Explanation, head: int | None, normalise_per_head: bool)
     return figures.audio_view(x.log_mel, x.frame_times, e.position_weights, x.position_times)
 
 
-# Extras type -> the figure of the per-position weights (None: text, whose positions are tokens).
+# Extras type -> the figure of what drove the prediction per position (None: text, whose positions are tokens).
 POSITION_FIGURES: dict[type | None, Callable[[Explanation, int | None, bool], go.Figure]] = {
     None: _text_positions,
     ImageExtras: _image_positions,
     AudioExtras: _audio_positions,
 }
+# Extras type -> the figure of the raw gates, where "positions" shows relevance instead.
+GATE_FIGURES: dict[type | None, Callable[[Explanation, int | None, bool], go.Figure]] = {
+    None: _text_gates,
+    ImageExtras: _image_gates,
+}
 
 
 def explanation_figures(explanation: Explanation | Mapping, head: int | None = None,
                         normalise_per_head: bool = False) -> dict[str, go.Figure | str]:
-    """Name -> figure (the highlighted text is an HTML string). For text, "positions" and the highlighted text
-    show relevance (Explanation.position_relevance, per head) and "gates" the raw gates; for images and audio,
-    whose relevance is not yet as faithful as occlusion (benchmarks/bench_faithfulness.py), "positions" shows
-    the raw gates."""
+    """Name -> figure (the highlighted text is an HTML string). For text and images, "positions" (and the
+    highlighted text) show relevance, what drove the prediction, and "gates" the raw gates; audio, whose
+    relevance has not been checked by deletion yet, shows the raw gates as "positions"."""
     e = Explanation.coerce(explanation)
     kind = type(e.extras) if e.extras is not None else None
     if kind not in POSITION_FIGURES:
@@ -51,7 +63,8 @@ def explanation_figures(explanation: Explanation | Mapping, head: int | None = N
                                        "positions": POSITION_FIGURES[kind](e, head, normalise_per_head)}
     if kind is None:  # tokens: relevance first (what drove the prediction), the raw gates beside it
         out["highlighted_text"] = figures.highlighted_text_html(e.position_labels, e.head_relevance, head, signed=True)
-        out["gates"] = figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head)
+    if kind in GATE_FIGURES:
+        out["gates"] = GATE_FIGURES[kind](e, head, normalise_per_head)
     for stage in STAGES:
         if stage in e.density:
             out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], e.z_values.get(stage), stage)

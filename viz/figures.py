@@ -17,7 +17,7 @@ from daam.explanation import DensityStage, png_array, png_data_uri  # the one PN
 SCALE = "Cividis"
 DIVERGING = "PuOr"  # signed values (relevance): orange against the prediction, purple for it; colour-blind safe
 LINE_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]  # Okabe-Ito
-WIDTH = 900
+NOMINAL_WIDTH = 900  # only to derive heights from aspect ratios: figures take their container's width (autosize)
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 
 
@@ -43,7 +43,7 @@ AXIS_STYLE = {"gridcolor": GRID_COLOUR, "zerolinecolor": GRID_COLOUR}
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     # Transparent backgrounds follow the page's theme.
-    fig.update_layout(title=dict(text=title, x=0.01), width=WIDTH, height=height, font=FONT,
+    fig.update_layout(title=dict(text=title, x=0.01), autosize=True, height=height, font=FONT,
                       margin=dict(l=70, r=30, t=60, b=60), paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
@@ -282,11 +282,13 @@ def _grid_side(name: str, positions: int) -> int:
     return side
 
 
-def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, all_heads: bool = False) -> go.Figure:
+def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, all_heads: bool = False,
+                  signed: bool = False) -> go.Figure:
     """The preprocessed image with a head's (or the mean) patch weights blended over it.
 
     image: (H, W) or (H, W, 3) uint8; weights: (heads, patches) over a square patch grid.
-    all_heads=True draws small multiples: every head and the mean."""
+    all_heads=True draws small multiples: every head and the mean. signed=True shows relevance instead
+    (weights (1, patches), any sign) on the diverging scale, centred on 0."""
     img = np.asarray(image)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
@@ -296,8 +298,18 @@ def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, 
     side = _grid_side("position_weights", w.shape[1])
     if head is not None and not 0 <= head < w.shape[0]:
         raise ValueError(f"head must be in 0..{w.shape[0] - 1}, got {head}")
-    maps = ([(f"head {h}", w[h]) for h in range(w.shape[0])] + [("mean", w.mean(0))] if all_heads
-            else [("mean of heads" if head is None else f"head {head}", w.mean(0) if head is None else w[head])])
+    if signed:
+        maps = [("relevance", w.sum(0))]
+    elif all_heads:
+        maps = [(f"head {h}", w[h]) for h in range(w.shape[0])] + [("mean", w.mean(0))]
+    else:
+        maps = [("mean of heads" if head is None else f"head {head}", w.mean(0) if head is None else w[head])]
+    name_of_value = "relevance" if signed else "weight"
+    if signed:
+        limit = float(np.abs(maps[0][1]).max()) or 1.0
+        scale_range = dict(colorscale=DIVERGING, zmin=-limit, zmax=limit)
+    else:
+        scale_range = dict(colorscale=SCALE, zmin=0, zmax=1)
     cols = min(len(maps), 3)
     rows = -(-len(maps) // cols)
     layout, refs = _subplot_grid(rows, cols, [name for name, _ in maps], hspace=0.03, vspace=0.08)
@@ -313,14 +325,17 @@ def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, 
         # One cell per patch, stretched over the patch's pixels: 49 numbers, not H*W.
         traces.append(go.Heatmap(
             z=values.reshape(side, side), x0=W / side / 2, dx=W / side, y0=H / side / 2, dy=H / side,
-            colorscale=SCALE, zmin=0, zmax=1, opacity=alpha, showscale=i == 0, colorbar=dict(title="weight"),
+            **scale_range, opacity=alpha, showscale=i == 0, colorbar=dict(title=name_of_value),
             customdata=patch, xaxis=x, yaxis=y,
-            hovertemplate=f"{name}<br>patch row %{{customdata[0]}}, column %{{customdata[1]}}<br>weight %{{z}}<extra></extra>"))
+            hovertemplate=f"{name}<br>patch row %{{customdata[0]}}, column %{{customdata[1]}}<br>{name_of_value} %{{z}}<extra></extra>"))
         layout[_axis(x)].update(showticklabels=False, range=[0, W])
         layout[_axis(y)].update(showticklabels=False, range=[H, 0])
     fig = go.Figure(data=traces, layout=layout)
-    title = "Density weight over image patches" + (" (every head and the mean)" if all_heads else f" ({maps[0][0]})")
-    return _layout(fig, title, 90 + rows * (WIDTH // cols - 30))
+    if signed:
+        title = "Relevance per cell: purple supports the prediction, orange speaks against it"
+    else:
+        title = "Density weight over image patches" + (" (every head and the mean)" if all_heads else f" ({maps[0][0]})")
+    return _layout(fig, title, 90 + rows * (NOMINAL_WIDTH // cols - 30))
 
 
 def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[int] | None = None,
