@@ -161,10 +161,19 @@ def _head(choice: str | None) -> int | None:
     return None if choice in (None, MEAN_OF_HEADS) else int(choice.split()[-1])
 
 
+def _ms(value: float) -> str:
+    return "under 1 ms" if value < 1 else f"{value:.0f} ms"
+
+
 def _summary(e: Explanation) -> str:
     note = f" — {e.truncation_note}." if e.truncation_note else ""
-    return (f"**{e.predicted_label}** ({max(e.probabilities):.1%}){note}"
-            f"  \nencoder {e.timings['encoder_ms']:.0f} ms, DAAM {e.timings['daam_ms']:.0f} ms")
+    confidence = max(e.probabilities)
+    verdict = f"**{e.predicted_label}** ({confidence:.1%})"
+    floor = MODALITIES[e.modality].min_confidence
+    if confidence < floor:  # e.g. a tone or music: say so rather than name a letter
+        verdict = (f"**No clear {MODALITIES[e.modality].answer} found** — the best guess, {e.predicted_label}, "
+                   f"has only {confidence:.1%} (answers below {floor:.0%} are not trusted)")
+    return (f"{verdict}{note}  \nencoder {_ms(e.timings['encoder_ms'])}, DAAM {_ms(e.timings['daam_ms'])}")
 
 
 def export(explanation: dict | None):
@@ -183,9 +192,11 @@ def export(explanation: dict | None):
 
 # ---------------------------------------------------------------------------- playground
 FROM_SCRATCH = "from scratch"
-# Slider (name, low, high) and the scratch start: three well-separated narrow densities.
+# Slider (name, low, high) and the scratch start: a density on each of the sample's two modes (z = -0.8 and
+# +1.1), and a lighter one out at z = 3. The mixture keeps both modes; the product collapses to one Gaussian.
 PLAYGROUND_SLIDERS = (("offset", -4, 4), ("scale", 0.05, 3), ("weight", 0.001, 1))
-SCRATCH = {"offset": [-2.0, 0.0, 2.0], "scale": [0.6] * 3, "weight": [1.0] * 3}
+SCRATCH = {"offset": [-0.8, 1.1, 3.0], "scale": [0.35, 0.45, 0.5], "weight": [1.0, 1.0, 0.3]}
+NEGLIGIBLE_GATE = 1e-3  # a gate whose peak is below this lets nothing through
 
 
 @functools.cache
@@ -199,12 +210,17 @@ def playground_heads() -> dict[str, tuple]:
 def playground(mode: str, *values: float):
     k = PLAYGROUND_DENSITIES
     shaped = shape_head(mode, values[:k], values[k:2 * k], values[2 * k:])
+    peak = float(shaped.density.curve.max())
     if mode == "product":
         c = shaped.density.collapsed
         text = (f"**Product mode** is one Gaussian, whatever the sliders: centre {c['offset'][0]:.2f}, scale "
-                f"{c['scale'][0]:.2f}, peak {c['peak'][0]:.3g}. It has {shaped.peaks} peak.")
+                f"{c['scale'][0]:.2f}.")
     else:
         text = f"**Mixture mode**: the gate has {shaped.peaks} peak{'s' if shaped.peaks != 1 else ''}."
+    if peak < NEGLIGIBLE_GATE:
+        text += f" Its highest value is {peak:.1e}: it is practically zero everywhere and lets nothing through."
+    elif mode == "product":
+        text += f" Its peak is {peak:.2f}."
     return text, viz.mixture_curves(shaped.density, [shaped.z], title="The gate you shaped"), viz.gated_sample(SAMPLE, shaped.gate)
 
 
@@ -216,8 +232,8 @@ def playground_start(source: str):
     params = head_parameters(*playground_heads()[source])
     if any(len(v) != PLAYGROUND_DENSITIES for v in params.values()):
         raise InputError(f"This head has {len(params['offsets'])} densities; the playground shows {PLAYGROUND_DENSITIES}.")
-    return [min(max(float(v), lo), hi) for values, (_, lo, hi) in zip(params.values(), PLAYGROUND_SLIDERS)
-            for v in values]
+    return [round(min(max(float(v), lo), hi), 2) for values, (_, lo, hi) in zip(params.values(), PLAYGROUND_SLIDERS)
+            for v in values]  # the sliders' own step: no 8-digit floats
 
 
 # ---------------------------------------------------------------------------- layout
@@ -243,8 +259,9 @@ class UploadedImage(gr.Image):
 def _input(name: str):
     """The input widget of a modality's input kind, and the widgets that show what the model saw."""
     kind = MODALITIES[name].input_kind
-    if kind == "text":
-        return gr.Textbox(label="Sentence", lines=3, max_length=MAX_TEXT_CHARS, elem_id=f"{name}-input",
+    if kind == "text":  # one line that grows: Enter explains, Shift+Enter starts a new line
+        return gr.Textbox(label="Sentence (Enter to explain, Shift+Enter for a new line)", lines=1, max_lines=12,
+                          max_length=MAX_TEXT_CHARS, elem_id=f"{name}-input",
                           placeholder="A warm, funny and beautifully acted film."), None
     if kind == "image":
         gr.Markdown("One garment, ideally on a plain background. Photos (dark on light) are inverted, "
@@ -280,9 +297,10 @@ def _result_views(name: str) -> dict[str, gr.components.Component]:
     if relevance:
         with gr.Accordion("Raw gates: what each head lets through (not what drove the prediction)", open=False):
             views["gates"] = gr.Plot(label=f"Density weight per head over {entry.positions}", elem_id=f"{name}-gates")
-    with gr.Row():
-        views["density_positions"] = gr.Plot(label="Densities: positions stage")
-        views["density_layers"] = gr.Plot(label="Densities: layers stage")
+    with gr.Row():  # side by side on a wide page; one above the other when each would be under 560 px
+        for stage in ("positions", "layers"):
+            with gr.Column(min_width=560):
+                views[f"density_{stage}"] = gr.Plot(label=f"Densities: {stage} stage", elem_id=f"{name}-density-{stage}")
     views["layer_importance"] = gr.Plot(label="Layer importance")
     return views
 
@@ -292,56 +310,72 @@ def _render(views: dict, e: Explanation, head_choice: str | None, normalise: boo
     return {component: _summary(e) if key == "summary" else figures[key] for key, component in views.items()}
 
 
-def _modality_tab(name: str, examples: list) -> None:
+def _modality_tab(name: str, examples: list[tuple]) -> None:
     """A modality's tab: its input, Explain, examples, the figures, and export."""
     kind = MODALITIES[name].input_kind
     explanation = gr.State(None)
-    if kind == "text":
-        with gr.Row():
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=320):
             source, seen = _input(name)
-            with gr.Column(scale=0, min_width=200):
-                head = gr.Dropdown(_head_choices(0), value=MEAN_OF_HEADS, label="Head", elem_id="head")
-                normalise = gr.Checkbox(label="Normalise each head to 0–1")
-                button = gr.Button("Explain", variant="primary", elem_id=f"explain-{name}")
-    else:
-        source, seen = _input(name)
-        head, normalise = gr.State(MEAN_OF_HEADS), gr.State(False)  # no controls: every head, as they are
-        button = gr.Button("Explain", variant="primary", elem_id=f"explain-{name}")
+        with gr.Column(scale=1, min_width=200):
+            head = gr.Dropdown(_head_choices(0), value=MEAN_OF_HEADS, label="Head", elem_id="head" if kind == "text"
+                               else f"{name}-head", info="every view below shows this head, or all of them")
+            normalise = gr.Checkbox(label="Normalise each head's row to its own range (heatmaps)",
+                                    visible=kind == "text")
+            button = gr.Button("Explain", variant="primary", elem_id=f"explain-{name}")
     if examples:
-        gr.Examples(examples, source)
+        # Pictures show themselves as thumbnails; sentences are their own labels; clips need words.
+        gr.Examples([value for value, _ in examples], source,
+                    example_labels=None if kind == "image" else [label for _, label in examples])
     views = _result_views(name)
 
+    def cleared(message: str) -> dict:
+        """After a bad input: its message where the result was, and no result left that looks current."""
+        out = {explanation: None, head: gr.update(choices=_head_choices(0), value=MEAN_OF_HEADS)}
+        out |= {component: None for component in views.values()}
+        out[views["summary"]] = f"**Nothing explained** — {message}"
+        if seen is not None:
+            out[seen] = None
+        if kind != "text":  # an unreadable upload is of no further use; typed text is never thrown away
+            out[source] = None
+        return out
+
     @_user_errors
-    def show(value, head_choice: str, normalise_each: bool, progress=gr.Progress()) -> dict:
+    def explain(value, head_choice: str, normalise_each: bool, progress: gr.Progress) -> dict:
         progress(0.1, desc="explaining")
         e = _explain(name, value)
         progress(0.8, desc="drawing")
         choice = head_choice if head_choice in _head_choices(e.heads) else MEAN_OF_HEADS
-        out = {explanation: e.to_dict(), **_render(views, e, choice, normalise_each)}
-        if isinstance(head, gr.Dropdown):
-            out[head] = gr.update(choices=_head_choices(e.heads), value=choice)
+        out = {explanation: e.to_dict(), **_render(views, e, choice, normalise_each),
+               head: gr.update(choices=_head_choices(e.heads), value=choice)}
         if seen is not None:
             out[seen] = e.extras.image
         return out
 
+    def show(value, head_choice: str, normalise_each: bool, progress=gr.Progress()) -> dict:
+        try:
+            return explain(value, head_choice, normalise_each, progress)
+        except gr.Error as error:
+            gr.Warning(error.message)
+            return cleared(error.message)
+
     @_user_errors
     def rerender(saved: dict | None, head_choice: str, normalise_each: bool) -> dict:
-        if saved is None:
-            raise InputError("Explain a sentence first.")
+        if saved is None:  # nothing to redraw yet: the controls simply wait for a result
+            return {component: gr.skip() for component in views.values()}
         return _render(views, Explanation.from_dict(saved), head_choice, normalise_each)
 
-    outputs = [explanation, head, *views.values()] + ([seen] if seen is not None else [])
+    outputs = [explanation, head, source, *views.values()] + ([seen] if seen is not None else [])
     triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])
     for trigger in triggers:
         trigger(show, [source, head, normalise], outputs, api_visibility="private")
-    if isinstance(head, gr.Dropdown):
-        for control in (head, normalise):
-            control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
+    for control in (head, normalise):
+        control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
     if kind in CHECKABLE_KINDS:
         _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")
-        files = gr.File(label="Downloads", file_count="multiple")
+        files = gr.File(label="Downloads", file_count="multiple", height=120)
     export_button.click(_user_errors(export), explanation, files, api_visibility="private")
     if kind != "text":
         hidden = gr.Button(visible=False)
@@ -378,12 +412,13 @@ def _trust_panel(name: str, source) -> None:
     button.click(run, source, [verdict, plot], api_visibility="private")
 
 
-def _examples(name: str) -> list:
-    if MODALITIES[name].input_kind == "text":
-        from daam.examples import TEXT_EXAMPLES
+def _examples(name: str) -> list[tuple[str, str]]:
+    """(input, button label) pairs: the sentences themselves; for files, what they are and the expected answer."""
+    from daam.examples import TEXT_EXAMPLES, example_label
 
-        return list(TEXT_EXAMPLES.values())
-    return [str(p) for p in sorted((ROOT / "examples").glob(f"{name}_*")) if p.suffix != ".json"]
+    if MODALITIES[name].input_kind == "text":
+        return [(text, text) for text in TEXT_EXAMPLES.values()]
+    return [(str(p), example_label(p)) for p in sorted((ROOT / "examples").glob(f"{name}_*")) if p.suffix != ".json"]
 
 
 def _playground_tab() -> tuple:
@@ -407,18 +442,34 @@ def _playground_tab() -> tuple:
     return mode, sliders, outputs
 
 
+CARD_SUMMARY_SECTIONS = 2  # a card's first sections (task and data, results) show; the rest fold away
+
+
+def _card_parts(card: str) -> tuple[str, str]:
+    """A model card without its YAML header, split into the summary and the details."""
+    body = card.split("---", 2)[-1] if card.startswith("---") else card
+    sections = body.split("\n## ")
+    keep = CARD_SUMMARY_SECTIONS + 1  # the title and intro come before the first section
+    return "\n## ".join(sections[:keep]), "## " + "\n## ".join(sections[keep:]) if len(sections) > keep else ""
+
+
 def _models_tab(models: dict, missing: dict) -> None:
-    for name in MODALITIES:
-        directory = CHECKPOINTS / name
-        with gr.Accordion(f"{name} checkpoint", open=name in models):
-            if name not in models:
-                gr.Markdown(missing[name])
-                continue
-            curves = directory / "training_curves.json"
-            if curves.exists():
-                gr.Plot(viz.training_curves(json.loads(curves.read_text())))
-            card = (directory / "README.md").read_text()
-            gr.Markdown(card.split("---", 2)[-1] if card.startswith("---") else card)
+    with gr.Tabs():
+        for name, entry in MODALITIES.items():
+            with gr.Tab(f"{entry.title} checkpoint"):
+                if name not in models:
+                    gr.Markdown(missing[name])
+                    continue
+                directory = CHECKPOINTS / name
+                summary, details = _card_parts((directory / "README.md").read_text())
+                gr.Markdown(summary)
+                if details:
+                    with gr.Accordion("Details: heads, faithfulness, encoder, how to reproduce, limitations", open=False):
+                        gr.Markdown(details)
+                curves = directory / "training_curves.json"
+                if curves.exists():
+                    with gr.Accordion("Training curves", open=False):
+                        gr.Plot(viz.training_curves(json.loads(curves.read_text())))
 
 
 def build() -> gr.Blocks:

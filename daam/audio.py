@@ -9,6 +9,7 @@ recordings differ in gain and microphone colouring far more than synthetic voice
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,8 +60,10 @@ def decode_audio(source) -> tuple[np.ndarray, int]:
                              f"the limit is {MAX_SECONDS / 60:.0f} minutes")
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        # libsndfile's own words ("Format not recognised."), never the repr of our in-memory buffer
+        detail = getattr(error, "error_string", "") or re.sub(r"<[^>]*>", "the file", str(error))
         raise InputError(f"this file is not audio that can be read, or it is corrupt; send a {ACCEPTED} file "
-                         f"({error})") from None
+                         f"({detail.strip()})") from None
     return samples, rate
 
 

@@ -72,6 +72,11 @@ class TextEncoder(nn.Module):
         ]
         notes = [f"the input was truncated to the encoder's {self.max_length} tokens" if n > self.max_length else ""
                  for n in full_lengths]
+        unknown = (batch["input_ids"] == self.tokenizer.unk_token_id).sum(1).tolist()
+        words = (mask.sum(1) - 2).tolist()  # without [CLS] and [SEP]
+        notes = ["; ".join(filter(None, [note, f"{u} of its {w} tokens are unknown to the encoder ([UNK]): it read "
+                                               "almost nothing of this text" if u > w / 2 else ""]))
+                 for note, u, w in zip(notes, unknown, words)]
         return Encoded(hidden, mask, labels, notes, [None] * len(texts))
 
 

@@ -27,6 +27,19 @@ TEXT_EXAMPLES = {
 FASHION_ITEMS = {"image_fmnist_ankle_boot": 0, "image_fmnist_trouser": 2, "image_fmnist_shirt": 4}  # test-set indices
 SPOKEN = {"audio_espeak_b": ("B", "en-us", "Alicia"), "audio_espeak_q": ("Q", "en-gb-x-rp", "Quincy")}  # test voices
 KLETTRES_CLIPS = {"audio_klettres_en_gb_m": "en_GB/alpha/m.ogg", "audio_klettres_en_w": "en/alpha/W.ogg"}
+# What each example file is, with the answer a person would give: the app's example buttons.
+EXAMPLE_LABELS = {
+    "image_drawn_tshirt": "T-shirt/top · drawn, photo-like", "image_drawn_trousers": "Trouser · drawn, photo-like",
+    "image_drawn_handbag": "Bag · drawn, photo-like", "image_fmnist_ankle_boot": "Ankle boot · Fashion-MNIST test",
+    "image_fmnist_trouser": "Trouser · Fashion-MNIST test", "image_fmnist_shirt": "Shirt · Fashion-MNIST test",
+    **{stem: f"spoken {letter} · espeak-ng voice {voice}" for stem, (letter, _, voice) in SPOKEN.items()},
+    **{stem: f"spoken {Path(clip).stem.upper()} · real voice (KLettres)" for stem, clip in KLETTRES_CLIPS.items()},
+}
+
+
+def example_label(path: Path) -> str:
+    """An example file's button label: what it is and the expected answer (its file name if unknown)."""
+    return EXAMPLE_LABELS.get(Path(path).stem, Path(path).name)
 
 
 def _canvas(size: int = 360) -> tuple[Image.Image, ImageDraw.ImageDraw]:

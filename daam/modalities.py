@@ -27,6 +27,8 @@ class Modality:
     encoder: str  # "module:Class" of its frozen encoder
     task: str  # "module:function": args -> (Task, encoder, DAAMConfig), its training data and architecture
     card: str  # "module:function": (metrics, config) -> its model card's sections
+    answer: str = "answer"  # what a prediction is, in words ("spoken letter")
+    min_confidence: float = 0.0  # below this top probability the app says no clear answer was found
     extras: type | None = None  # the Explanation.extras type its encoder fills
     train_defaults: dict = field(default_factory=dict)  # TrainSettings fields its run uses unless told otherwise
 
@@ -45,6 +47,7 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
              train_defaults={"epochs": 8, "lr": 3e-3}),
     Modality("audio", "Audio", "audio", "time", encoder="daam.encoders:AudioEncoder",
              task="daam.data.spoken_letters:task", card="daam.model_card:audio_sections", extras=AudioExtras,
+             answer="spoken letter", min_confidence=0.5,
              train_defaults={"epochs": 10, "lr": 3e-3}),
 )}
 

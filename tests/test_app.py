@@ -137,8 +137,8 @@ def test_browser_playground_switches_to_product_and_shows_the_collapse(app_url, 
         product = page.locator("#playground-verdict").inner_text()
         page.wait_for_selector("#playground-curve .main-svg")
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
-    assert "3 peaks" in mixture  # the scratch start: offsets -2, 0, 2 with narrow scales
-    assert "1 peak" in product
+    assert "3 peaks" in mixture  # the scratch start: a density on each of the sample's modes and one at z = 3
+    assert "one Gaussian" in product and "practically zero" in product  # its modes far apart: the product keeps nothing
     assert errors == []
 
 
@@ -162,10 +162,27 @@ def test_playground_starts_from_a_checkpoint_head_or_from_scratch():
     attention, head = app.playground_heads()[label]
     p = attention.density_parameters()
     values = app.playground_start(label)
-    np.testing.assert_allclose(values[:3], np.clip(p["offsets"][head].numpy(), -4, 4), rtol=1e-6)
-    np.testing.assert_allclose(values[3:6], np.clip(p["scales"][head].numpy(), 0.05, 3), rtol=1e-6)
-    np.testing.assert_allclose(values[6:], np.clip(p["weights"][head].numpy(), 0.001, 1), rtol=1e-6)
-    assert app.playground_start(app.FROM_SCRATCH) == [-2.0, 0.0, 2.0, 0.6, 0.6, 0.6, 1.0, 1.0, 1.0]
+    np.testing.assert_allclose(values[:3], np.clip(p["offsets"][head].numpy(), -4, 4), atol=0.005)
+    np.testing.assert_allclose(values[3:6], np.clip(p["scales"][head].numpy(), 0.05, 3), atol=0.005)
+    np.testing.assert_allclose(values[6:], np.clip(p["weights"][head].numpy(), 0.001, 1), atol=0.005)
+    assert all(v == round(v, 2) for v in values)  # the sliders' step: no long floats on screen
+    assert app.playground_start(app.FROM_SCRATCH) == [v for name in ("offset", "scale", "weight") for v in app.SCRATCH[name]]
+
+
+def test_playground_default_keeps_both_modes_of_the_sample_and_a_vanished_gate_is_called_so():
+    import app
+    from daam.playground import SAMPLE, shape_head
+
+    start = app.playground_start(app.FROM_SCRATCH)
+    shaped = shape_head("mixture", start[:3], start[3:6], start[6:])
+    z = shaped.z
+    low_mode, high_mode = np.median(z[: 700]), np.median(z[700:])  # SAMPLE's two clusters, standardised
+    valley = (low_mode + high_mode) / 2
+    gate_at = lambda v: shaped.gate[np.argmin(np.abs(z - v))]  # noqa: E731
+    assert gate_at(low_mode) > 2 * gate_at(valley) and gate_at(high_mode) > 2 * gate_at(valley)
+    assert len(SAMPLE) == 1200
+    text, _, _ = app.playground("product", -2, 0, 2, 0.1, 0.1, 0.1, 1, 1, 1)  # narrow factors far apart
+    assert "practically zero" in text and "peak 1" not in text
 
 
 def test_slow_requests_get_a_message_instead_of_hanging(monkeypatch):
@@ -180,3 +197,98 @@ def test_slow_requests_get_a_message_instead_of_hanging(monkeypatch):
         slow()
     assert time.perf_counter() - started < 1.5
     assert app._user_errors(lambda: "quick")() == "quick"
+
+
+PLOT_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)
+  .map(p => [p.querySelector('.main-svg').getBoundingClientRect().width, p.parentElement.getBoundingClientRect().width])"""
+
+
+@pytest.mark.parametrize("width", [800, 1280])
+def test_browser_figures_fit_their_containers_and_the_head_control_redraws_them(app_url, width, tmp_path):
+    with chromium_page(width, 900) as (page, errors):
+        page.goto(app_url)
+        page.locator("#text-input textarea").fill("A warm, funny and beautifully acted film.")
+        page.locator("#text-input textarea").press("Enter")  # Enter explains
+        page.wait_for_selector("#text-positions .main-svg", timeout=60000)
+        page.wait_for_timeout(500)
+        text_plots = page.evaluate(PLOT_WIDTHS)
+        before = page.locator("#text-positions .main-svg").first.inner_html()
+        page.locator("#head input").click()
+        page.get_by_role("option", name="head 2", exact=True).click()
+        page.wait_for_function("[...document.querySelectorAll('#text-positions .ytick text')].map(t => t.textContent)"
+                               ".join() === 'head 2'", timeout=30000)
+        rows = page.locator("#text-positions .ytick text").all_text_contents()
+        after = page.locator("#text-positions .main-svg").first.inner_html()
+        page.get_by_role("tab", name="Image").click()
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "image_fmnist_shirt.png"))
+        page.wait_for_selector("#image-input img", timeout=30000)
+        page.locator("#explain-image").click()
+        page.wait_for_selector("#image-positions .main-svg", timeout=60000)
+        page.wait_for_timeout(500)
+        image_plots = page.evaluate(PLOT_WIDTHS)
+        page.screenshot(path=str(tmp_path / f"image_{width}.png"), full_page=True)
+    assert len(text_plots) >= 5 and len(image_plots) >= 5
+    for drawn, container in text_plots + image_plots:
+        assert drawn <= container + 1, (width, text_plots, image_plots)
+    assert before != after and rows == ["head 2"]
+    assert errors == []
+
+
+def test_browser_bad_input_after_a_good_one_leaves_no_stale_result(app_url):
+    with chromium_page(1000, 900) as (page, errors):
+        page.goto(app_url)
+        page.locator("#text-input textarea").fill("A warm and wonderful film.")
+        page.locator("#explain-text").click()
+        page.wait_for_function("document.querySelector('#text-summary').innerText.includes('%')", timeout=60000)
+        page.wait_for_selector("#text-positions .main-svg", timeout=30000)
+        page.wait_for_timeout(500)  # a click while the last event is still finishing is ignored (trigger_mode "once")
+        page.locator("#text-input textarea").fill("   ")
+        page.locator("#explain-text").click()
+        page.wait_for_function("document.querySelector('#text-summary').innerText.includes('Nothing explained')",
+                               timeout=30000)
+        summary = page.locator("#text-summary").inner_text()
+        plots = page.locator("#text-positions .main-svg").count()
+        badges = page.get_by_text("Error", exact=True).count()
+        page.wait_for_timeout(500)
+        page.locator("#text-input textarea").fill("A dull, lifeless film.")
+        page.locator("#explain-text").click()  # the controls still work
+        page.wait_for_function("/(fresh|rotten) \\(/.test(document.querySelector('#text-summary').innerText)",
+                               timeout=60000)
+        recovered = page.locator("#text-summary").inner_text()
+    assert "empty" in summary and "%" not in summary
+    assert plots == 0 and badges == 0
+    assert "rotten" in recovered or "fresh" in recovered
+    assert errors == []
+
+
+def test_the_summary_says_when_there_is_no_clear_answer_or_the_text_was_unknown():
+    import app
+    from daam import Explanation
+
+    e = Explanation.from_json((EXAMPLES / "audio_klettres_en_w.json").read_text())
+    e.probabilities = [0.3] + [0.7 / (len(e.labels) - 1)] * (len(e.labels) - 1)
+    e.predicted_label, e.timings = e.labels[0], {"encoder_ms": 0.2, "daam_ms": 3.4}
+    summary = app._summary(e)
+    assert "No clear spoken letter" in summary and "30.0%" in summary and "encoder under 1 ms" in summary
+    unknown = app._summary(load_pretrained(ROOT / "checkpoints" / "text").explain("😀🎉 🙂"))
+    assert "[UNK]" in unknown and "almost nothing" in unknown
+
+
+def test_models_tab_folds_a_cards_details_and_examples_say_what_they_are():
+    import app
+
+    summary, details = app._card_parts((ROOT / "checkpoints" / "text" / "README.md").read_text())
+    assert summary.count("\n## ") == app.CARD_SUMMARY_SECTIONS and "## Results" in summary
+    assert details.startswith("## ") and "## Limitations" in details and "---" not in summary[:5]
+    labels = dict(app._examples("audio"))
+    assert labels[str(EXAMPLES / "audio_espeak_b.wav")].startswith("spoken B")
+    assert all(not label.endswith((".wav", ".ogg")) for label in labels.values())
+
+
+def test_an_unreadable_clip_is_described_without_internal_details():
+    from daam import InputError
+    from daam.audio import decode_audio
+
+    with pytest.raises(InputError) as error:
+        decode_audio(b"this is not audio" * 50)
+    assert "BytesIO" not in str(error.value) and "0x" not in str(error.value)

@@ -148,3 +148,49 @@ def test_highlighted_relevance_colours_by_sign():
     colours = [part.split("background:")[1].split(";")[0] for part in page.split("<span")[1:]]
     assert colours[0] != colours[2] and colours[1] not in colours[::2]
     assert "relevance 1" in page and "relevance -1" in page and "purple supports" in page
+
+
+def test_long_sequences_wrap_into_lines_with_every_token_written_in_its_cell():
+    tokens = [f"w{i}" for i in range(100)]
+    relevance = rng.normal(size=(4, 100))
+    fig = viz.relevance_heatmap(tokens, relevance)
+    (trace,) = fig.data
+    z, text = np.asarray(trace.z, dtype=float), np.asarray(trace.text)
+    lines = -(-100 // viz.figures.WRAP)
+    assert z.shape == (lines, viz.figures.WRAP) and trace.texttemplate == "%{text}"
+    np.testing.assert_allclose(z.ravel()[:100], relevance.sum(0))  # the sum over heads, in reading order
+    assert np.isnan(z.ravel()[100:]).all() and list(text.ravel()[:100]) == tokens
+    assert fig.layout.height >= 24 * lines  # the figure grows with the text instead of squeezing it
+    gates = viz.token_heatmap(tokens, WEIGHTS[:, :1].repeat(100, 1), head=3)
+    np.testing.assert_allclose(np.asarray(gates.data[0].z, dtype=float).ravel()[:100], WEIGHTS[3, 0])
+
+
+def test_choosing_a_head_redraws_every_view_for_that_head():
+    relevance = rng.normal(size=(4, len(TOKENS)))
+    heat = viz.relevance_heatmap(TOKENS, relevance, head=1).data[0]
+    assert list(heat.y) == ["head 1"]
+    np.testing.assert_allclose(np.asarray(heat.z), relevance[1:2])
+    assert list(viz.token_heatmap(TOKENS, WEIGHTS, head=2).data[0].y) == ["head 2"]
+    one = viz.mixture_curves(DENSITY, [rng.normal(size=50) for _ in range(4)], head=3)
+    gates = [t for t in one.data if t.name == "mixture gate"]
+    assert len(gates) == 1 and "head 3" in one.layout.title.text
+    np.testing.assert_allclose(np.asarray(gates[0].y), DENSITY["curve"][3])
+    normalised = np.asarray(viz.relevance_heatmap(TOKENS, relevance, normalise_per_head=True).data[0].z)
+    np.testing.assert_allclose(np.abs(normalised).max(1), 1)
+    with pytest.raises(ValueError, match="head"):
+        viz.relevance_heatmap(TOKENS, relevance, head=7)
+
+
+def test_figures_take_their_container_width_and_every_scale_is_colour_blind_safe():
+    figures = [viz.token_heatmap(TOKENS, WEIGHTS), viz.mixture_curves(DENSITY),
+               viz.audio_view(np.zeros((8, 10)), np.arange(10) * 0.1, WEIGHTS[:, :5], np.arange(5) * 0.2)]
+    assert all(f.layout.width is None and f.layout.autosize for f in figures)
+    assert figures[-1].data[0].colorscale == figures[0].data[0].colorscale  # the spectrogram is cividis too
+
+
+def test_image_relevance_overlay_is_diverging_around_zero():
+    relevance = np.linspace(-2, 1, 49)[None]
+    fig = viz.image_overlay(np.zeros((224, 224), np.uint8), relevance, signed=True)
+    heat = next(t for t in fig.data if isinstance(t, go.Heatmap))
+    assert (heat.zmin, heat.zmax) == (-2, 2) and "relevance" in heat.hovertemplate
+    np.testing.assert_allclose(np.asarray(heat.z).ravel(), relevance[0])

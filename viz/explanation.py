@@ -17,7 +17,7 @@ from . import figures
 
 
 def _text_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
-    return figures.relevance_heatmap(e.position_labels, e.head_relevance)
+    return figures.relevance_heatmap(e.position_labels, e.head_relevance, head, normalise_per_head)
 
 
 def _image_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
@@ -25,16 +25,17 @@ def _image_positions(e: Explanation, head: int | None, normalise_per_head: bool)
 
 
 def _image_gates(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
-    return figures.image_overlay(e.extras.image, e.position_weights, all_heads=True)
+    return figures.image_overlay(e.extras.image, e.position_weights, head=head, all_heads=head is None)
 
 
 def _text_gates(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
-    return figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head)
+    return figures.token_heatmap(e.position_labels, e.position_weights, normalise_per_head, head)
 
 
 def _audio_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
     x = e.extras
-    return figures.audio_view(x.log_mel, x.frame_times, e.position_weights, x.position_times)
+    return figures.audio_view(x.log_mel, x.frame_times, e.position_weights, x.position_times,
+                              heads=None if head is None else [head])
 
 
 # Extras type -> the figure of what drove the prediction per position (None: text, whose positions are tokens).
@@ -67,6 +68,8 @@ def explanation_figures(explanation: Explanation | Mapping, head: int | None = N
         out["gates"] = GATE_FIGURES[kind](e, head, normalise_per_head)
     for stage in STAGES:
         if stage in e.density:
-            out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], e.z_values.get(stage), stage)
+            stage_heads = len(e.density[stage].curve)  # a stage may have fewer heads than the positions stage
+            out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], e.z_values.get(stage), stage,
+                                                             head=head if head is not None and head < stage_heads else None)
     out["layer_importance"] = figures.layer_importance(e.layer_importance, e.layer_names)
     return out

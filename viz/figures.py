@@ -114,48 +114,83 @@ def prediction_bars(labels: Sequence[str], probabilities) -> go.Figure:
     return _layout(fig, "Prediction", 160 + 40 * len(labels))
 
 
-def token_heatmap(tokens: Sequence[str], weights, normalise_per_head: bool = False) -> go.Figure:
-    """Heads x tokens heatmap of each head's density weight (mean gate over its channels)."""
+SHORT_SEQUENCE = 40  # up to this many tokens: one column per token, heads as rows; longer ones wrap into lines
+WRAP = 12  # tokens per line of a wrapped sequence: each cell is wide enough for its token at 800 px
+
+
+def _token_grid(tokens: Sequence[str], rows: np.ndarray, names: list[str], summary: tuple[str, np.ndarray],
+                colours: dict, value: str, title: str) -> go.Figure:
+    """A heatmap of per-token values. Short sequences: one row per name, one column per token. Long ones:
+    only `summary` (a name and one value per token), wrapped into lines of WRAP tokens, each token's text in
+    its cell, so every token stays readable however long the input."""
+    labels = display_tokens(tokens)
+    if len(tokens) <= SHORT_SEQUENCE:
+        fig = go.Figure(go.Heatmap(
+            z=rows, x=list(range(len(tokens))), y=names, **colours, colorbar=dict(title=value),
+            customdata=np.array([labels] * len(rows)), text=rows.astype(str),
+            hovertemplate=f"%{{y}}<br>token %{{x}}: %{{customdata}}<br>{value} %{{text}}<extra></extra>"))
+        fig.update_layout(xaxis=dict(title="token", tickvals=list(range(len(tokens))), ticktext=labels, tickangle=-60,
+                                     tickfont=dict(size=11), **AXIS_STYLE),
+                          yaxis=dict(title="head", autorange="reversed", **AXIS_STYLE))
+        return _layout(fig, title, 180 + 30 * len(rows))
+    lines = -(-len(tokens) // WRAP)
+    pad = lines * WRAP - len(tokens)
+    grid = np.concatenate([summary[1], np.full(pad, np.nan)]).reshape(lines, WRAP)
+    text = np.array(labels + [""] * pad, dtype=object).reshape(lines, WRAP)
+    index = np.arange(lines * WRAP).reshape(lines, WRAP)
+    starts = [f"{line * WRAP}–{min((line + 1) * WRAP, len(tokens)) - 1}" for line in range(lines)]
+    fig = go.Figure(go.Heatmap(
+        z=grid, y=starts, text=text, texttemplate="%{text}", textfont=dict(size=11), customdata=index,
+        **colours, colorbar=dict(title=value), xgap=1, ygap=1, hoverongaps=False,
+        hovertemplate=f"token %{{customdata}}: %{{text}}<br>{value} %{{z}}<extra>{summary[0]}</extra>"))
+    fig.update_layout(xaxis=dict(visible=False), yaxis=dict(title="tokens", autorange="reversed", type="category",
+                                                            **AXIS_STYLE))
+    return _layout(fig, f"{title}<br><sup>{summary[0]}; {len(tokens)} tokens in lines of {WRAP}</sup>", 120 + 24 * lines)
+
+
+def _head_rows(values: np.ndarray, head: int | None) -> tuple[np.ndarray, list[str]]:
+    """All heads' rows, or the chosen head's alone, with their names."""
+    if head is None:
+        return values, [f"head {h}" for h in range(len(values))]
+    if not 0 <= head < len(values):
+        raise ValueError(f"head must be in 0..{len(values) - 1}, got {head}")
+    return values[head:head + 1], [f"head {head}"]
+
+
+def token_heatmap(tokens: Sequence[str], weights, normalise_per_head: bool = False, head: int | None = None) -> go.Figure:
+    """Heads x tokens heatmap of each head's density weight (mean gate over its channels); one head if chosen.
+    normalise_per_head stretches each row to 0-1; a long input shows the mean of heads (or the head) wrapped."""
     w = _array("position_weights", weights, 2)
     if w.shape[1] != len(tokens):
         raise ValueError(f"position_weights has {w.shape[1]} positions but there are {len(tokens)} tokens")
-    shown = w
+    rows, names = _head_rows(w, head)
     if normalise_per_head:
-        lo, hi = w.min(1, keepdims=True), w.max(1, keepdims=True)
-        shown = (w - lo) / np.where(hi > lo, hi - lo, 1)
-    labels = display_tokens(tokens)
-    heads = [f"head {h}" for h in range(w.shape[0])]
-    fig = go.Figure(go.Heatmap(
-        z=shown, x=list(range(len(tokens))), y=heads, colorscale=SCALE,
-        zmin=0, zmax=1, customdata=np.array([labels] * w.shape[0]), text=w.astype(str),
-        colorbar=dict(title="weight" + (" (per head 0-1)" if normalise_per_head else "")),
-        hovertemplate="%{y}<br>token %{x}: %{customdata}<br>weight %{text}<extra></extra>"))
-    step = max(1, len(tokens) // 60)  # keep tick labels readable at 900 px
-    fig.update_layout(xaxis=dict(title="token", tickvals=list(range(0, len(tokens), step)), ticktext=labels[::step],
-                                 tickangle=-60, **AXIS_STYLE),
-                      yaxis=dict(title="head", autorange="reversed", **AXIS_STYLE))
-    return _layout(fig, "Density weight per head over tokens", 180 + 30 * w.shape[0])
+        lo, hi = rows.min(1, keepdims=True), rows.max(1, keepdims=True)
+        rows = (rows - lo) / np.where(hi > lo, hi - lo, 1)
+    summary = (names[0], rows[0]) if head is not None else ("mean of heads", rows.mean(0))
+    value = "weight" + (" (per head 0-1)" if normalise_per_head else "")
+    return _token_grid(tokens, rows, names, summary, dict(colorscale=SCALE, zmin=0, zmax=1), value,
+                       "Density weight per head over tokens")
 
 
-def relevance_heatmap(tokens: Sequence[str], head_relevance) -> go.Figure:
-    """Signed relevance over tokens: all heads together (their sum) above each head, on one diverging scale."""
+def relevance_heatmap(tokens: Sequence[str], head_relevance, head: int | None = None,
+                      normalise_per_head: bool = False) -> go.Figure:
+    """Signed relevance over tokens on one diverging scale: all heads together (their sum) above each head, or
+    the chosen head alone. normalise_per_head scales each row to its own largest magnitude; a long input shows
+    the sum (or the head) wrapped."""
     r = _array("head_relevance", head_relevance, 2)
     if r.shape[1] != len(tokens):
         raise ValueError(f"head_relevance has {r.shape[1]} positions but there are {len(tokens)} tokens")
-    rows = np.vstack([r.sum(0, keepdims=True), r])
+    rows, names = _head_rows(r, head)
+    if head is None:
+        rows, names = np.vstack([r.sum(0, keepdims=True), r]), ["all heads"] + names
+    if normalise_per_head:
+        rows = rows / np.where(np.abs(rows).max(1, keepdims=True) > 0, np.abs(rows).max(1, keepdims=True), 1)
     bound = float(np.abs(rows).max()) or 1.0
-    labels = display_tokens(tokens)
-    names = ["all heads"] + [f"head {h}" for h in range(r.shape[0])]
-    fig = go.Figure(go.Heatmap(
-        z=rows, x=list(range(len(tokens))), y=names, colorscale=DIVERGING, zmin=-bound, zmax=bound, zmid=0,
-        customdata=np.array([labels] * len(rows)), text=rows.astype(str),
-        colorbar=dict(title="relevance"),
-        hovertemplate="%{y}<br>token %{x}: %{customdata}<br>relevance %{text}<extra></extra>"))
-    step = max(1, len(tokens) // 60)
-    fig.update_layout(xaxis=dict(title="token", tickvals=list(range(0, len(tokens), step)), ticktext=labels[::step],
-                                 tickangle=-60, **AXIS_STYLE),
-                      yaxis=dict(title="head", autorange="reversed", **AXIS_STYLE))
-    return _layout(fig, "Relevance: what drove the prediction (purple: for it, orange: against)", 180 + 30 * len(rows))
+    return _token_grid(tokens, rows, names, (names[0], rows[0]),
+                       dict(colorscale=DIVERGING, zmin=-bound, zmax=bound, zmid=0),
+                       "relevance" + (" (per head)" if normalise_per_head else ""),
+                       "Relevance: what drove the prediction (purple: for it, orange: against)")
 
 
 @functools.cache
@@ -200,8 +235,9 @@ def highlighted_text_html(tokens: Sequence[str], weights, head: int | None = Non
 
 
 def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = None, stage: str = "positions",
-                   title: str | None = None) -> go.Figure:
-    """Per head: the learned gate over z (solid), its components (dashed), this input's z histogram.
+                   title: str | None = None, head: int | None = None) -> go.Figure:
+    """Per head (or the chosen head alone): the learned gate over z (solid), its components (dashed), this
+    input's z histogram.
 
     density: a DensityStage, or a dict with its "grid", "curve", "components" and "mode"."""
     density = density if isinstance(density, dict) else vars(density)
@@ -210,13 +246,19 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
     comps = _array(f"density.{stage}.components", density["components"], 3)
     if curve.shape[1] != len(grid) or comps.shape[2] != len(grid) or comps.shape[0] != curve.shape[0]:
         raise ValueError(f"density.{stage}: curve {curve.shape} and components {comps.shape} do not match grid {grid.shape}")
+    if z_values is not None and len(z_values) != curve.shape[0]:
+        raise ValueError(f"z_values has {len(z_values)} heads but the density has {curve.shape[0]}")
+    if head is not None:
+        if not 0 <= head < curve.shape[0]:
+            raise ValueError(f"head must be in 0..{curve.shape[0] - 1}, got {head}")
+        curve, comps = curve[head:head + 1], comps[head:head + 1]
+        z_values = None if z_values is None else [z_values[head]]
+        title = title or f"Learned density: {stage} stage, head {head}"
     heads = curve.shape[0]
-    if z_values is not None and len(z_values) != heads:
-        raise ValueError(f"z_values has {len(z_values)} heads but the density has {heads}")
     cols = min(heads, 2)
     rows = -(-heads // cols)
-    layout, refs = _subplot_grid(rows, cols, [f"head {h}" for h in range(heads)], secondary_y=z_values is not None,
-                                 hspace=0.12, vspace=0.14)
+    layout, refs = _subplot_grid(rows, cols, [f"head {h}" for h in range(heads)] if heads > 1 else [],
+                                 secondary_y=z_values is not None, hspace=0.12, vspace=0.14)
     product = density.get("mode") == "product"
     traces = []  # plain dicts: go.Figure validates them once, trace objects would be validated twice
     for h in range(heads):
@@ -238,7 +280,8 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
                                  name="product = one Gaussian" if product else "mixture gate",
                                  line=dict(width=3, color=LINE_COLOURS[0]), showlegend=h == 0, legendgroup="gate",
                                  hovertemplate="gate<br>z %{x}<br>value %{y}<extra></extra>"))
-        layout[_axis(x)]["title"] = "z (standardised input)"
+        if h // cols == rows - 1:  # the bottom row's x titles only: upper ones would run into the head titles below
+            layout[_axis(x)]["title"] = "z (standardised input)"
         layout[_axis(y)].update(range=[0, 1.05], **({"title": "gate"} if h % cols == 0 else {}))
     fig = go.Figure(data=traces, layout=layout)
     title = (title or f"Learned density per head: {stage} stage") + (" (product mode: one Gaussian)" if product else "")
@@ -358,7 +401,7 @@ def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[in
     # The spectrogram is context, sent as float32 (half the bytes); the head weights keep full precision.
     mel, t_mel = mel[:, ::step].astype(np.float32), t_mel[::step]
     layout, ((mx, my, _), (wx, wy, _)) = _subplot_grid(2, 1, row_heights=[0.55, 0.45], vspace=0.06, shared_x=True)
-    traces = [go.Heatmap(z=mel, x=t_mel, y=list(range(mel.shape[0])), colorscale="Viridis", xaxis=mx, yaxis=my,
+    traces = [go.Heatmap(z=mel, x=t_mel, y=list(range(mel.shape[0])), colorscale=SCALE, xaxis=mx, yaxis=my,
                          colorbar=dict(title="log-mel", y=0.75, len=0.5),
                          hovertemplate="t %{x:.3f} s<br>mel bin %{y}<br>%{z:.2f}<extra></extra>")]
     traces += [go.Scatter(x=t_pos, y=w[h], mode="lines", name=f"head {h}", xaxis=wx, yaxis=wy,

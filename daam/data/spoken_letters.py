@@ -162,7 +162,7 @@ def task(args):
             inputs.append(clip)
             targets.append(label)
             voices.append(job[0])  # both kinds of job name their voice first
-    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.split(" Data at:")[0].strip()  # not this machine's paths
     flite_version = subprocess.run(["flite", "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip()
     task = Task("Spoken English letter names A-Z (ISOLET's task)", LETTERS, inputs, targets, split,
                 {"synthesiser": version, "languages": ESPEAK_LANGUAGES, "voices_per_split": by_split,
