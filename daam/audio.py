@@ -1,10 +1,9 @@
 """Audio input: safe decoding, and the one preprocessing shared by training and the app.
 
     file -> soundfile decode -> mono -> trim leading/trailing silence (energy)
-         -> the loudest WINDOW_S seconds if longer -> resample to 16 kHz -> log-mel frames
+         -> the loudest WINDOW_S seconds if longer -> resample to 16 kHz -> Whisper's log-mel (daam.whisper)
 
-Log-mel frames are normalised per clip (each mel band to zero mean, the clip to unit variance):
-recordings differ in gain and microphone colouring far more than synthetic voices do."""
+The clip keeps its own length: Whisper's encoder reads it as is, not padded to 30 s."""
 
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ import torch
 from .errors import InputError
 from .files import file_bytes
 
-SAMPLE_RATE = 16_000
-N_FFT, WIN, HOP, N_MELS = 512, 400, 320, 40  # 25 ms windows every 20 ms, 40 mel bands
+from .whisper import HOP, N_FFT, SAMPLE_RATE, log_mel
+
 MIN_SECONDS = 0.1
 MAX_SECONDS = 600.0  # longer files are refused before their samples are decoded
 WINDOW_S = 2.0  # a letter name lasts well under a second; longer speech is cut to its loudest 2 s
@@ -33,9 +32,8 @@ class PreparedAudio:
     """What the model hears, plus where it came from in the original clip (times in seconds)."""
 
     waveform: np.ndarray  # (samples,) float32 at 16 kHz, trimmed and windowed
-    features: np.ndarray  # (frames, mels) normalised log-mel, the encoder's output
-    log_mel: np.ndarray  # (mels, frames) log-mel in dB, for display
-    frame_times: np.ndarray  # (frames,) centre of each frame in the original clip
+    log_mel: np.ndarray  # (80, frames): Whisper's log-mel, what its encoder reads (log10 power, scaled)
+    frame_times: np.ndarray  # (frames,) centre of each 10 ms mel frame in the original clip
     start_s: float
     duration_s: float  # of the whole original clip
     note: str  # what was cut, in words ("" when nothing was)
@@ -106,13 +104,8 @@ def prepare_audio(source) -> PreparedAudio:
     clip = torch.from_numpy(np.ascontiguousarray(mono[first * frame:last * frame]))
     if rate != SAMPLE_RATE:
         clip = torchaudio.functional.resample(clip, rate, SAMPLE_RATE)
-    if clip.numel() < WIN:
-        raise InputError(f"the speech in this clip is too short to analyse (under {WIN / SAMPLE_RATE * 1000:.0f} ms)")
-    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=N_FFT, win_length=WIN, hop_length=HOP,
-                                               n_mels=N_MELS, center=False)(clip)  # (mels, frames)
-    log_mel = 10 * torch.log10(mel + 1e-10)
-    normalised = log_mel - log_mel.mean(dim=1, keepdim=True)
-    normalised = normalised / normalised.std().clamp(min=1e-3)
-    frame_times = start + (np.arange(log_mel.shape[1]) * HOP + WIN / 2) / SAMPLE_RATE
-    return PreparedAudio(clip.numpy().astype(np.float32), normalised.T.numpy().astype(np.float32),
-                         log_mel.numpy().astype(np.float32), frame_times, start, duration, "; ".join(notes))
+    if clip.numel() < N_FFT:
+        raise InputError(f"the speech in this clip is too short to analyse (under {N_FFT / SAMPLE_RATE * 1000:.0f} ms)")
+    mel = log_mel(clip.float())  # (80, frames)
+    frame_times = start + np.arange(mel.shape[1]) * HOP / SAMPLE_RATE  # centred windows: frame i at i hops
+    return PreparedAudio(clip.numpy().astype(np.float32), mel.numpy(), frame_times, start, duration, "; ".join(notes))

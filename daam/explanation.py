@@ -122,7 +122,7 @@ class AudioExtras:
     """The clip as the model heard it: its log-mel spectrogram, and where frames and positions lie in time."""
 
     kind: ClassVar[str] = "audio"
-    log_mel: np.ndarray  # (mels, frames) in dB
+    log_mel: np.ndarray  # (mels, frames): the log-mel the encoder reads (Whisper's: log10 power, scaled)
     frame_times: np.ndarray  # (frames,) seconds into the original clip
     position_times: np.ndarray  # (positions,) seconds: the time of each of the Explanation's positions
     duration_s: float  # of the whole original clip

@@ -1,7 +1,7 @@
 """The deletion test: remove what an explanation ranks highest, re-run the model, and see the prediction fall.
 
-An input is cut into units (a sentence into its words; a picture into the 7x7 cells the model sees, which are
-exactly its positions). `deletion_curves` removes the top-scored fraction of units (and, for insertion, keeps
+An input is cut into units (a sentence into its words; a picture into the 7x7 cells the model sees, a clip into
+the encoder's 20 ms frames: both exactly their positions). `deletion_curves` removes the top-scored fraction of units (and, for insertion, keeps
 only them) and measures the predicted class's probability; a faithful ranking makes it fall fast. Used by
 benchmarks/bench_faithfulness.py on held-out data and by the app's "Can I trust this?" panel on one input."""
 
@@ -113,6 +113,59 @@ class ImageCase:
                            minlength=self.units)
 
 
+class AudioCase:
+    """The clip as the model hears it (trimmed, 16 kHz), cut into the encoder's 20 ms frames, its positions; a
+    deleted frame is silenced (its samples set to 0) before the log-mel is computed again."""
+
+    unit = "frames"
+
+    def __init__(self, model, clip) -> None:
+        from .audio import prepare_audio
+        from .whisper import HOP, output_frames
+
+        self.model = model
+        self.source = prepare_audio(clip)
+        self.units = int(output_frames(torch.tensor(self.source.log_mel.shape[1])))
+        samples = len(self.source.waveform)
+        self.frame_of_sample = np.minimum(np.arange(samples) // (2 * HOP), self.units - 1)  # 2 mel hops per frame
+
+    def per_unit(self, position_scores: np.ndarray) -> np.ndarray:
+        """The positions are the frames, in the same order."""
+        if len(position_scores) != self.units:
+            raise ValueError(f"{len(position_scores)} position scores for {self.units} frames")
+        return np.asarray(position_scores, dtype=float)
+
+    def integrated_gradients(self, target: int) -> np.ndarray:
+        """captum's IG over the log-mel, from silence (the floor log_mel clamps to), summed per encoder frame."""
+        from captum.attr import IntegratedGradients
+
+        mel = torch.from_numpy(self.source.log_mel)[None]  # (1, 80, mel frames)
+
+        def forward(m: torch.Tensor) -> torch.Tensor:
+            hidden = self.model.encoder.model(m)
+            return self.model(hidden, torch.ones(hidden.shape[0], hidden.shape[2], dtype=torch.bool)).softmax(-1)
+
+        silence = torch.full_like(mel, float(mel.max()) - 2.0)  # log_mel's floor: 80 dB below the loudest band
+        attributions = IntegratedGradients(forward).attribute(mel, baselines=silence, target=target, n_steps=IG_STEPS,
+                                                              internal_batch_size=IG_STEPS)[0].detach().sum(0)
+        return np.bincount(np.arange(len(attributions)) // 2, weights=attributions.numpy(), minlength=self.units)[: self.units]
+
+    @torch.no_grad()
+    def probabilities(self, keeps: np.ndarray) -> np.ndarray:
+        from dataclasses import replace
+
+        from .whisper import log_mel
+
+        clips = []
+        for keep in np.asarray(keeps):
+            waveform = (self.source.waveform * keep[self.frame_of_sample]).astype(np.float32)
+            if not waveform.any():  # all silenced: the quietest input log_mel accepts
+                waveform = np.full_like(waveform, 1e-6)
+            clips.append(replace(self.source, waveform=waveform, log_mel=log_mel(torch.from_numpy(waveform)).numpy()))
+        encoded = self.model.encoder(clips)
+        return self.model(encoded.features.float(), encoded.mask).softmax(-1).numpy()
+
+
 def deletion_curves(case, rankings: dict[str, np.ndarray], target: int,
                     insertion: bool = True) -> dict[str, tuple[list[float], list[float]]]:
     """Per ranking (unit scores), the deletion drop and insertion recovery of the target's probability at each
@@ -136,7 +189,7 @@ def deletion_curves(case, rankings: dict[str, np.ndarray], target: int,
     return out
 
 
-CASES = {"text": TextCase, "image": ImageCase}  # by input kind (daam.modalities); audio has none yet
+CASES = {"text": TextCase, "image": ImageCase, "audio": AudioCase}  # by input kind (daam.modalities)
 
 
 def unit_case(model, item):

@@ -45,7 +45,7 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
     Modality("image", "Image", "image", "image patches", encoder="daam.encoders:ImageEncoder",
              task="daam.data.fashion_mnist:task", card="daam.model_card:image_sections", extras=ImageExtras,
              train_defaults={"epochs": 8, "lr": 3e-3}),
-    Modality("audio", "Audio", "audio", "time", encoder="daam.encoders:AudioEncoder",
+    Modality("audio", "Audio", "audio", "time", encoder="daam.encoders:SpeechEncoder",
              task="daam.data.spoken_letters:task", card="daam.model_card:audio_sections", extras=AudioExtras,
              answer="spoken letter", min_confidence=0.5,
              train_defaults={"epochs": 10, "lr": 3e-3}),

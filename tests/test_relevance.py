@@ -202,3 +202,23 @@ def test_image_relevance_goes_through_the_encoder_and_beats_random_deletion(exam
     assert result["unit"] == "cells" and result["units"] == 49
     at = result["fractions"].index(0.2)
     assert result["relevance"][at] > result["random"][at] + 0.05
+
+
+def test_the_deletion_test_silences_frames_of_a_clip():
+    from pathlib import Path
+
+    from daam import load_pretrained
+    from daam.audio import prepare_audio
+    from daam.faithfulness import check, unit_case
+
+    root = Path(__file__).resolve().parents[1]
+    model = load_pretrained(root / "checkpoints" / "audio")
+    clip = root / "examples" / "audio_espeak_q.wav"
+    case = unit_case(model, str(clip))
+    assert case.unit == "frames" and case.units == (prepare_audio(clip).log_mel.shape[1] + 1) // 2
+    every, none = np.ones((1, case.units)), np.zeros((1, case.units))
+    assert case.probabilities(every)[0].argmax() == model.config.labels.index("Q")
+    assert case.probabilities(none)[0].max() < 0.9  # silence is not a confident Q
+    result = check(model, str(clip))
+    at = result["fractions"].index(0.2)
+    assert result["relevance"][at] > result["random"][at] + 0.1

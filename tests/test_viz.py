@@ -75,6 +75,9 @@ def test_layer_importance_groups_features_and_has_marginals():
 def test_prediction_bars():
     fig = viz.prediction_bars(["rotten", "fresh"], [0.2, 0.8])
     assert list(fig.data[0].y) == ["rotten", "fresh"] and list(fig.data[0].x) == [0.2, 0.8]
+    letters = [chr(65 + i) for i in range(26)]
+    many = viz.prediction_bars(letters, np.arange(26) / 325)  # of 26 classes, the 10 most likely, the top one last
+    assert list(many.data[0].y) == letters[-10:] and "10 most likely of 26" in many.layout.title.text
 
 
 @pytest.mark.parametrize("call,field", [

@@ -34,6 +34,11 @@ def _text_gates(e: Explanation, head: int | None, normalise_per_head: bool) -> g
 
 def _audio_positions(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
     x = e.extras
+    return figures.audio_view(x.log_mel, x.frame_times, e.position_relevance[None], x.position_times, signed=True)
+
+
+def _audio_gates(e: Explanation, head: int | None, normalise_per_head: bool) -> go.Figure:
+    x = e.extras
     return figures.audio_view(x.log_mel, x.frame_times, e.position_weights, x.position_times,
                               heads=None if head is None else [head])
 
@@ -48,14 +53,14 @@ POSITION_FIGURES: dict[type | None, Callable[[Explanation, int | None, bool], go
 GATE_FIGURES: dict[type | None, Callable[[Explanation, int | None, bool], go.Figure]] = {
     None: _text_gates,
     ImageExtras: _image_gates,
+    AudioExtras: _audio_gates,
 }
 
 
 def explanation_figures(explanation: Explanation | Mapping, head: int | None = None,
                         normalise_per_head: bool = False) -> dict[str, go.Figure | str]:
-    """Name -> figure (the highlighted text is an HTML string). For text and images, "positions" (and the
-    highlighted text) show relevance, what drove the prediction, and "gates" the raw gates; audio, whose
-    relevance has not been checked by deletion yet, shows the raw gates as "positions"."""
+    """Name -> figure (the highlighted text is an HTML string). "positions" (and, for text, the highlighted text)
+    show relevance, what drove the prediction; "gates" the raw gates, what each head lets through."""
     e = Explanation.coerce(explanation)
     kind = type(e.extras) if e.extras is not None else None
     if kind not in POSITION_FIGURES:

@@ -99,11 +99,12 @@ def display_tokens(tokens: Sequence[str]) -> list[str]:
     return [("·" + t[2:]) if t.startswith("##") else t for t in tokens]
 
 
-def prediction_bars(labels: Sequence[str], probabilities) -> go.Figure:
+def prediction_bars(labels: Sequence[str], probabilities, top: int = 10) -> go.Figure:
+    """Each class's probability, the most likely on top; of many classes only the `top` most likely."""
     probs = _array("probabilities", probabilities, 1)
     if len(labels) != len(probs):
         raise ValueError(f"labels ({len(labels)}) and probabilities ({len(probs)}) differ in length")
-    order = np.argsort(probs)
+    order = np.argsort(probs)[-top:]
     fig = go.Figure(go.Bar(
         x=probs[order], y=[labels[i] for i in order], orientation="h",
         marker=dict(color=probs[order], colorscale=SCALE, cmin=0, cmax=1),
@@ -111,7 +112,8 @@ def prediction_bars(labels: Sequence[str], probabilities) -> go.Figure:
         hovertemplate="%{y}: %{x}<extra></extra>"))
     fig.update_layout(xaxis=dict(title="probability", range=[0, 1], tickformat=".0%", **AXIS_STYLE),
                       yaxis=dict(title="class", **AXIS_STYLE))
-    return _layout(fig, "Prediction", 160 + 40 * len(labels))
+    title = "Prediction" if len(order) == len(labels) else f"Prediction: the {len(order)} most likely of {len(labels)} classes"
+    return _layout(fig, title, 160 + 40 * len(order))
 
 
 SHORT_SEQUENCE = 40  # up to this many tokens: one column per token, heads as rows; longer ones wrap into lines
@@ -382,10 +384,11 @@ def image_overlay(image, weights, head: int | None = None, alpha: float = 0.55, 
 
 
 def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[int] | None = None,
-               max_frames: int = 400) -> go.Figure:
+               max_frames: int = 400, signed: bool = False) -> go.Figure:
     """Log-mel spectrogram above each head's weight over time, on one time axis in seconds.
 
-    log_mel: (mels, frames) with frame_times (frames,) in s; weights: (heads, positions) at position_times (s)."""
+    log_mel: (mels, frames) with frame_times (frames,) in s; weights: (heads, positions) at position_times (s).
+    signed=True shows relevance instead: weights (1, positions), any sign, one line around zero."""
     mel = _array("log_mel", log_mel, 2)
     t_mel = _array("frame_times", frame_times, 1)
     w = _array("position_weights", weights, 2)
@@ -404,15 +407,22 @@ def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[in
     traces = [go.Heatmap(z=mel, x=t_mel, y=list(range(mel.shape[0])), colorscale=SCALE, xaxis=mx, yaxis=my,
                          colorbar=dict(title="log-mel", y=0.75, len=0.5),
                          hovertemplate="t %{x:.3f} s<br>mel bin %{y}<br>%{z:.2f}<extra></extra>")]
-    traces += [go.Scatter(x=t_pos, y=w[h], mode="lines", name=f"head {h}", xaxis=wx, yaxis=wy,
+    value = "relevance" if signed else "weight"
+    names = ["relevance"] if signed else [f"head {h}" for h in heads]
+    traces += [go.Scatter(x=t_pos, y=w[h], mode="lines", name=name, xaxis=wx, yaxis=wy,
                           line=dict(color=LINE_COLOURS[h % len(LINE_COLOURS)], width=2),
-                          hovertemplate=f"head {h}<br>t %{{x}} s<br>weight %{{y}}<extra></extra>") for h in heads]
+                          fill="tozeroy" if signed else None,
+                          hovertemplate=f"{name}<br>t %{{x}} s<br>{value} %{{y}}<extra></extra>")
+               for h, name in zip(heads, names)]
     layout[_axis(my)]["title"] = "mel bin"
-    layout[_axis(wy)].update(title="weight", range=[0, 1.02])
+    bound = float(np.abs(w).max()) * 1.05 or 1.0
+    layout[_axis(wy)].update(title=value, range=[-bound, bound] if signed else [0, 1.02])
     layout[_axis(wx)]["title"] = "time (s)"
     layout["legend"] = dict(orientation="h", y=-0.15)
     fig = go.Figure(data=traces, layout=layout)
-    return _layout(fig, "Spectrogram and density weight per head over time", 560)
+    title = ("Spectrogram and relevance over time: above zero supports the prediction, below speaks against it"
+             if signed else "Spectrogram and density weight per head over time")
+    return _layout(fig, title, 560)
 
 
 def attention_comparison(position_labels: Sequence[str], daam_weights, baseline_weights,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..audio import HOP, N_MELS, SAMPLE_RATE, WINDOW_S
-from ..encoders import AudioEncoder
+from ..audio import HOP, SAMPLE_RATE, WINDOW_S
+from ..encoders import SpeechEncoder
 from . import SPLIT_SEED, HeldOutSet, Task, daam_config
 
 LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -84,9 +84,12 @@ def synthesise_voice(job: tuple[str, str, int, int]) -> list[tuple[int, tuple[in
     return clips
 
 
-# Flite's voices are built from recordings of real speakers (CMU ARCTIC), so they sound unlike espeak-ng's
-# formant synthesis; kal and kal16 are one speaker. rms is kept for validation, a second synthesiser to select on.
+# Flite's and Festival's voices are built from recordings of real speakers (CMU ARCTIC, CSTR diphones), so they
+# sound unlike espeak-ng's formant synthesis; flite's kal and kal16 are one speaker. flite's rms is kept for
+# validation, a second synthesiser to select on.
 FLITE_VOICES = {"train": ["kal", "kal16", "awb", "slt"], "val": ["rms"]}
+FESTIVAL_VOICES = {"train": ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]}  # Debian festvox-* packages
+FESTIVAL_TEXT = {"A": "ay"}  # Festival reads a lone "A" as the article; every other capital as its name
 
 
 def flite_letter(letter: str, voice: str, stretch: float, pitch_hz: int) -> tuple[int, np.ndarray]:
@@ -98,6 +101,18 @@ def flite_letter(letter: str, voice: str, stretch: float, pitch_hz: int) -> tupl
                          capture_output=True, check=True).stdout
     samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
     return rate, samples
+
+
+def festival_letter(letter: str, voice: str, stretch: float, pitch_hz: int) -> tuple[int, np.ndarray]:
+    """One letter name from Festival's text2wave; its diphone voices keep their pitch (perturb_speaker moves it)."""
+    # Headerless 16-bit samples at a rate we set: through a pipe, text2wave's WAV header says 0 samples.
+    raw = subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval", f"(Parameter.set 'Duration_Stretch {stretch})",
+                          "-otype", "raw", "-F", str(SAMPLE_RATE)], input=FESTIVAL_TEXT.get(letter, letter).encode(),
+                         capture_output=True, check=True).stdout
+    return SAMPLE_RATE, (np.frombuffer(raw, dtype="<i2") / 32768.0).astype(np.float32)
+
+
+SPEAKERS = {"flite": flite_letter, "festival": festival_letter}  # synthesisers of real speakers' voices
 
 
 SPEAKER_PERTURBATION = 0.12  # the largest speed change of perturb_speaker, either way
@@ -112,15 +127,15 @@ def perturb_speaker(rate: int, samples: np.ndarray, rng: np.random.Generator) ->
     return AF.resample(torch.from_numpy(samples), played_at, rate).numpy()
 
 
-def synthesise_flite_voice(job: tuple[str, int, int, bool, int]) -> list[tuple[int, tuple[int, np.ndarray]]]:
-    """Every letter in one flite voice, `draws` times at random speed and pitch, `copies` augmented copies of each;
-    with `perturb`, each copy is also speaker-perturbed: three training speakers alone teach few speakers."""
-    voice, draws, copies, perturb, seed = job
+def synthesise_speaker_voice(job: tuple[str, str, int, int, bool, int]) -> list[tuple[int, tuple[int, np.ndarray]]]:
+    """Every letter in one flite or Festival voice, `draws` times at random speed and pitch, `copies` augmented
+    copies of each; with `perturb`, each copy is also speaker-perturbed: a few training speakers alone teach few."""
+    voice, program, draws, copies, perturb, seed = job
     rng = np.random.default_rng(seed)
     clips = []
     for _ in range(draws):
         for label, letter in enumerate(LETTERS):
-            rate, samples = flite_letter(letter, voice, round(rng.uniform(0.75, 1.4), 2), int(rng.integers(80, 230)))
+            rate, samples = SPEAKERS[program](letter, voice, round(rng.uniform(0.75, 1.4), 2), int(rng.integers(80, 230)))
             clips += [(label, (rate, augment(rate, perturb_speaker(rate, samples, rng) if perturb else samples, rng)))
                       for _ in range(copies)]
     return clips
@@ -134,27 +149,28 @@ def real_letter_clips(root: Path = Path(KLETTRES)) -> tuple[list[Path], list[int
 
 
 def task(args):
-    for program, role in (("espeak-ng", "synthetic training voices"), ("flite", "synthetic voices of real speakers")):
+    for program, package in (("espeak-ng", "espeak-ng"), ("flite", "flite"),
+                             ("text2wave", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")):
         if shutil.which(program) is None:
-            raise SystemExit(f"{program} not found: `apt-get install {program}` ({role})")
+            raise SystemExit(f"{program} not found: `apt-get install {package}` (training voices)")
     variants = espeak_variants()
     random.Random(SPLIT_SEED).shuffle(variants)
     n_val = n_test = max(1, round(0.15 * len(variants)))
     by_split = {"val": variants[:n_val], "test": variants[n_val:n_val + n_test], "train": variants[n_val + n_test:]}
-    flite_voices = FLITE_VOICES
+    speaker_voices = {"flite": FLITE_VOICES, "festival": FESTIVAL_VOICES}
     if args.quick:
         by_split = {k: v[:2] for k, v in by_split.items()}
-        flite_voices = {k: v[:1] for k, v in flite_voices.items()}
+        speaker_voices = {program: {k: v[:1] for k, v in voices.items()} for program, voices in speaker_voices.items()}
     rng = np.random.default_rng(SPLIT_SEED)
     jobs = [(name, synthesise_voice, (variant, str(language), args.augmented_copies if name == "train" else 1,
                                       int(rng.integers(2**31))))
             for name, vs in by_split.items() for variant in vs
             for language in rng.choice(ESPEAK_LANGUAGES, size=args.languages_per_voice, replace=False)]
-    flite_rng = np.random.default_rng(SPLIT_SEED + 1)
-    jobs += [(name, synthesise_flite_voice, (voice, args.flite_draws if name == "train" else args.flite_draws // 2,
-                                             args.augmented_copies if name == "train" else 1, name == "train",
-                                             int(flite_rng.integers(2**31))))
-             for name, voices in flite_voices.items() for voice in voices]
+    speaker_rng = np.random.default_rng(SPLIT_SEED + 1)
+    jobs += [(name, synthesise_speaker_voice, (voice, program, args.speaker_draws if name == "train" else args.speaker_draws // 2,
+                                               args.augmented_copies if name == "train" else 1, name == "train",
+                                               int(speaker_rng.integers(2**31))))
+             for program, splits in speaker_voices.items() for name, voices in splits.items() for voice in voices]
     inputs, targets, voices, split = [], [], [], {"train": [], "val": [], "test": []}
     for name, synthesise, job in tqdm(jobs, desc="synthesising voices", unit="voice"):
         for label, clip in synthesise(job):
@@ -166,7 +182,8 @@ def task(args):
     flite_version = subprocess.run(["flite", "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip()
     task = Task("Spoken English letter names A-Z (ISOLET's task)", LETTERS, inputs, targets, split,
                 {"synthesiser": version, "languages": ESPEAK_LANGUAGES, "voices_per_split": by_split,
-                 "flite": {"version": flite_version, "voices_per_split": flite_voices, "draws": args.flite_draws},
+                 "flite": {"version": flite_version, "voices_per_split": speaker_voices["flite"], "draws": args.speaker_draws},
+                 "festival": {"voices_per_split": speaker_voices["festival"], "draws": args.speaker_draws},
                  "languages_per_voice": args.languages_per_voice, "augmented_copies": args.augmented_copies,
                  "examples": len(inputs),
                  "split": {"seed": SPLIT_SEED, "by": "voice: no espeak-ng variant or flite voice is in two splits; "
@@ -178,12 +195,8 @@ def task(args):
     else:
         print(f"klettres-data not found under {KLETTRES}: no real-recording figure")
         task.held_out["real_clips"] = None
-    encoder = AudioEncoder()
-    layers = 4
-    config = daam_config(
-        args, encoder, LETTERS, ["mel projection"] + [f"conv {i + 1}" for i in range(layers)], args.dim,
-        adapter={"name": "frame_convolution", "kwargs": {"mels": N_MELS, "dim": args.dim, "num_layers": layers,
-                                                          "masks": args.spec_masks}},
-        preprocessing={"function": "daam.audio.prepare_audio", "sample_rate": SAMPLE_RATE, "hop_s": HOP / SAMPLE_RATE,
-                       "mels": N_MELS, "window_s": WINDOW_S})
+    encoder = SpeechEncoder()
+    config = daam_config(args, encoder, LETTERS, encoder.layer_names, encoder.dim,
+                         preprocessing={"function": "daam.audio.prepare_audio", "sample_rate": SAMPLE_RATE,
+                                        "hop_s": 2 * HOP / SAMPLE_RATE, "window_s": WINDOW_S})
     return task, encoder, config
