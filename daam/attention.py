@@ -95,20 +95,21 @@ class _MixtureGate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_gate):
+        # Out-of-place throughout: with create_graph=True autograd records this backward itself (double backward,
+        # gradgradcheck), and an in-place op would overwrite a value that record needs.
         z, offsets, neg_inv_two_var, log_w = ctx.saved_tensors
         grad_z = torch.empty_like(z)
-        grad_mu, grad_c, grad_lw = (torch.zeros_like(offsets) for _ in range(3))
+        grad_mu = grad_c = grad_lw = torch.zeros_like(offsets)
         for a, b in _chunks(z, offsets.shape[-1]):
             diff = z[a, :, b, None] - offsets  # (a, P, b, K)
             # d gate / d e_k is the k-th component exp(e_k)
-            term = torch.addcmul(log_w, diff.square(), neg_inv_two_var).exp_().mul_(grad_gate[a, :, b, None])
-            grad_lw += term.sum((0, 2)).unsqueeze(1)
-            weighted = term.mul_(diff)  # d e_k / d z = -2 c_k diff = 2 * neg_c * diff
-            grad_z[a, :, b] = (weighted * neg_inv_two_var).sum(-1).mul_(2)
-            grad_mu -= weighted.sum((0, 2)).unsqueeze(1)
-            grad_c += weighted.mul_(diff).sum((0, 2)).unsqueeze(1)
-        grad_mu *= 2 * neg_inv_two_var
-        return grad_z, grad_mu, grad_c, grad_lw
+            term = torch.addcmul(log_w, diff.square(), neg_inv_two_var).exp() * grad_gate[a, :, b, None]
+            grad_lw = grad_lw + term.sum((0, 2)).unsqueeze(1)
+            weighted = term * diff  # d e_k / d z = -2 c_k diff = 2 * neg_c * diff
+            grad_z[a, :, b] = 2 * (weighted * neg_inv_two_var).sum(-1)
+            grad_mu = grad_mu - weighted.sum((0, 2)).unsqueeze(1)
+            grad_c = grad_c + (weighted * diff).sum((0, 2)).unsqueeze(1)
+        return grad_z, grad_mu * (2 * neg_inv_two_var), grad_c, grad_lw
 
 
 class _DensityAttention(nn.Module):
@@ -322,10 +323,13 @@ class _DensityAttention(nn.Module):
         if x.numel() == 0:
             return x, real, None, heads
         weight = None if real is None else real.to(x.dtype)
+        # Padding may be NaN, inf or huge: the statistics never see it (0 * NaN would still be NaN); x, returned
+        # for the output, keeps it, and padding passes through untouched.
+        values = x if real is None else x.masked_fill(~real, 0.0)
         if self.head_axis is None:
-            z = self._segment_z_scores(x.reshape(view), None if weight is None else weight.reshape(view), heads)
+            z = self._segment_z_scores(values.reshape(view), None if weight is None else weight.reshape(view), heads)
         else:
-            z = self._axis_z_scores(x, weight, norm_axis).reshape(view)
+            z = self._axis_z_scores(values, weight, norm_axis).reshape(view)
         if real is not None:
             z = z.masked_fill(~real.reshape(view), 0.0)  # padding's z is meaningless: keep it finite
         return x, real, z, heads

@@ -281,3 +281,33 @@ def test_set_density_parameters_inverts_density_parameters():
     torch.testing.assert_close(p["weights"], weights / weights.sum(-1, keepdim=True))
     with pytest.raises(ValueError, match="scales"):
         m.set_density_parameters(offsets, torch.zeros(2, 3), weights)
+
+
+@pytest.mark.parametrize("pad", [float("nan"), float("inf"), -float("inf"), 1e20])
+@pytest.mark.parametrize("mode", ["mixture", "product"])
+def test_non_finite_or_huge_padding_never_reaches_the_real_entries(pad, mode):
+    torch.manual_seed(0)
+    layer = randomise(MultiHeadDensityAdaptiveAttention(1, 2, 3, padding_value=pad, mode=mode))
+    explicit = MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode)
+    explicit.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 6, 3)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[:, 4:] = False
+    x[:, 4:] = 0.0
+    reference = explicit(x, mask=mask)[:, :4]  # finite padding, excluded by an explicit mask
+    x[:, 4:] = pad
+    y = layer(x)
+    torch.testing.assert_close(y[:, :4], reference)  # the padding value never reaches the real entries
+    kept = y[:, 4:]
+    assert (kept.isnan() if pad != pad else kept == pad).all()  # and passes through untouched
+    x[:, 4:] = float("nan")
+    torch.testing.assert_close(explicit(x, mask=mask)[:, :4], reference)  # NaN under an explicit mask too
+
+
+def test_the_mixture_gate_has_a_second_derivative():
+    torch.manual_seed(0)
+    z = torch.randn(2, 3, 4, dtype=torch.double, requires_grad=True)
+    offsets = torch.randn(3, 1, 2, dtype=torch.double, requires_grad=True)
+    neg_inv_two_var = (-0.5 - torch.rand(3, 1, 2, dtype=torch.double)).requires_grad_(True)
+    log_w = torch.log_softmax(torch.randn(3, 1, 2, dtype=torch.double), -1).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(_MixtureGate.apply, (z, offsets, neg_inv_two_var, log_w))
