@@ -79,13 +79,25 @@ def test_bad_files_get_a_clear_message_and_the_app_keeps_serving(app_url, tmp_pa
     assert client.predict("Great.", api_name="/explain_text")["predicted_label"] in ("fresh", "rotten")
 
 
+RESULT_SHOWN = "/(fresh|rotten) \\(/.test(document.querySelector('#text-summary').innerText)"
+
+
+def explain_sentence(page, text: str, submit: str = "click") -> None:
+    """Type a sentence, explain it (the Explain button, or Enter), and wait until its result is drawn."""
+    page.locator("#text-input textarea").fill(text)
+    if submit == "enter":
+        page.locator("#text-input textarea").press("Enter")
+    else:
+        page.locator("#explain-text").click()
+    page.wait_for_function(RESULT_SHOWN, timeout=60000)
+    page.wait_for_selector("#text-positions .main-svg", timeout=30000)
+    page.wait_for_timeout(500)  # a click while the last event is still finishing is ignored (trigger_mode "once")
+
+
 def test_browser_explains_a_sentence(app_url, tmp_path):
     with chromium_page(1200, 1000) as (page, errors):
         page.goto(app_url)
-        page.locator("#text-input textarea").fill("A warm and wonderful film.")
-        page.locator("#explain-text").click()
-        page.wait_for_selector("#text-positions .main-svg", timeout=60000)
-        page.wait_for_function("document.querySelector('#text-summary').innerText.includes('%')", timeout=30000)
+        explain_sentence(page, "A warm and wonderful film.")
         summary = page.locator("#text-summary").inner_text()
         ticks = page.locator("#text-positions .xtick text").all_text_contents()
         page.screenshot(path=str(tmp_path / "text.png"), full_page=True)
@@ -207,10 +219,7 @@ PLOT_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(
 def test_browser_figures_fit_their_containers_and_the_head_control_redraws_them(app_url, width, tmp_path):
     with chromium_page(width, 900) as (page, errors):
         page.goto(app_url)
-        page.locator("#text-input textarea").fill("A warm, funny and beautifully acted film.")
-        page.locator("#text-input textarea").press("Enter")  # Enter explains
-        page.wait_for_selector("#text-positions .main-svg", timeout=60000)
-        page.wait_for_timeout(500)
+        explain_sentence(page, "A warm, funny and beautifully acted film.", submit="enter")  # Enter explains
         text_plots = page.evaluate(PLOT_WIDTHS)
         before = page.locator("#text-positions .main-svg").first.inner_html()
         page.locator("#head input").click()
@@ -237,11 +246,7 @@ def test_browser_figures_fit_their_containers_and_the_head_control_redraws_them(
 def test_browser_bad_input_after_a_good_one_leaves_no_stale_result(app_url):
     with chromium_page(1000, 900) as (page, errors):
         page.goto(app_url)
-        page.locator("#text-input textarea").fill("A warm and wonderful film.")
-        page.locator("#explain-text").click()
-        page.wait_for_function("document.querySelector('#text-summary').innerText.includes('%')", timeout=60000)
-        page.wait_for_selector("#text-positions .main-svg", timeout=30000)
-        page.wait_for_timeout(500)  # a click while the last event is still finishing is ignored (trigger_mode "once")
+        explain_sentence(page, "A warm and wonderful film.")
         page.locator("#text-input textarea").fill("   ")
         page.locator("#explain-text").click()
         page.wait_for_function("document.querySelector('#text-summary').innerText.includes('Nothing explained')",
@@ -250,10 +255,7 @@ def test_browser_bad_input_after_a_good_one_leaves_no_stale_result(app_url):
         plots = page.locator("#text-positions .main-svg").count()
         badges = page.get_by_text("Error", exact=True).count()
         page.wait_for_timeout(500)
-        page.locator("#text-input textarea").fill("A dull, lifeless film.")
-        page.locator("#explain-text").click()  # the controls still work
-        page.wait_for_function("/(fresh|rotten) \\(/.test(document.querySelector('#text-summary').innerText)",
-                               timeout=60000)
+        explain_sentence(page, "A dull, lifeless film.")  # the controls still work
         recovered = page.locator("#text-summary").inner_text()
     assert "empty" in summary and "%" not in summary
     assert plots == 0 and badges == 0
