@@ -27,7 +27,7 @@ from daam.audio import MAX_SECONDS, WINDOW_S
 from daam.explanation import Explanation
 from daam.faithfulness import CASES as CHECKABLE_KINDS
 from daam.faithfulness import check as deletion_check
-from daam.modalities import MODALITIES
+from daam.modalities import MODALITIES, no_answer
 from daam.playground import SAMPLE, head_parameters, shape_head
 from viz.gallery import figures_html, html_page
 
@@ -169,10 +169,13 @@ def _summary(e: Explanation) -> str:
     note = f" — {e.truncation_note}." if e.truncation_note else ""
     confidence = max(e.probabilities)
     verdict = f"**{e.predicted_label}** ({confidence:.1%})"
-    floor = MODALITIES[e.modality].min_confidence
-    if confidence < floor:  # e.g. a tone or music: say so rather than name a letter
-        verdict = (f"**No clear {MODALITIES[e.modality].answer} found** — the best guess, {e.predicted_label}, "
-                   f"has only {confidence:.1%} (answers below {floor:.0%} are not trusted)")
+    entry, reason = MODALITIES[e.modality], no_answer(e)
+    if reason == "not speech":  # a tone, noise, music: say so rather than name a letter
+        verdict = (f"**No {entry.answer} found** — this does not sound like speech (speech probability "
+                   f"{e.extras.speech_probability:.1%}; the label it would otherwise give: {e.predicted_label}, {confidence:.1%})")
+    elif reason == "low confidence":
+        verdict = (f"**No clear {entry.answer} found** — the best guess, {e.predicted_label}, "
+                   f"has only {confidence:.1%} (answers below {entry.min_confidence:.0%} are not trusted)")
     return (f"{verdict}{note}  \nencoder {_ms(e.timings['encoder_ms'])}, DAAM {_ms(e.timings['daam_ms'])}")
 
 

@@ -6,8 +6,9 @@
    checkpoint beside Whisper tiny.en zero-shot (the same weights run by CTranslate2, its first token restricted to
    the letters A-Z, the clip padded to 30 s as Whisper expects) and beside the mean-pool and attention-pool
    baselines trained on the same frozen encoder in the same training run (metrics.json: their weights are not
-   shipped). Also the "no spoken letter" rule: how many real clips it rejects, and what it says of a tone, noise,
-   a chirp and a chord.
+   shipped). Also the "no spoken letter" rule (daam.modalities.no_answer: the speech probe of daam.speech, then
+   the confidence floor): how many real clips it rejects, and what it says of a tone, noise, a chirp, a chord and
+   the two music clips that come with Gradio.
 2. Latency on a 1 s clip, side by side in one run: DAAMClassifier.explain (what /explain_audio runs: decoding,
    log-mel, encoder, DAAM, relevance) against the bare encoder forward on the same log-mel; p50 and the ratio.
 Needs `apt-get install klettres-data` and `pip install ctranslate2` (requirements-dev.txt)."""
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daam import load_pretrained  # noqa: E402
 from daam.audio import decode_audio, prepare_audio  # noqa: E402
 from daam.data.spoken_letters import LETTERS, real_letter_clips  # noqa: E402
-from daam.modalities import MODALITIES  # noqa: E402
+from daam.modalities import MODALITIES, no_answer  # noqa: E402
 from daam.whisper import SAMPLE_RATE, log_mel, model_path  # noqa: E402
 
 START_OF_TRANSCRIPT, NO_TIMESTAMPS = "<|startoftranscript|>", "<|notimestamps|>"
@@ -70,14 +71,18 @@ def clip_bytes(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def not_speech() -> dict[str, bytes]:
-    """One second each of sounds that are not a spoken letter."""
+def not_speech() -> dict[str, bytes | str]:
+    """Sounds that are not a spoken letter: one second each of four made here, and Gradio's two music clips."""
+    import gradio
+
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     rng = np.random.default_rng(0)
+    music = Path(gradio.__file__).parent / "media_assets" / "audio"
     return {"440 Hz tone": clip_bytes(0.3 * np.sin(2 * np.pi * 440 * t)),
             "white noise": clip_bytes(0.1 * rng.standard_normal(SAMPLE_RATE)),
             "chirp 200-1000 Hz": clip_bytes(0.3 * np.sin(2 * np.pi * (200 + 400 * t) * t)),
-            "C major chord": clip_bytes(sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)))}
+            "C major chord": clip_bytes(sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))),
+            **{f"{name} (music)": str(music / name) for name in ("sax.wav", "cantina.wav") if (music / name).is_file()}}
 
 
 def p50_ms(fn, repeats: int) -> float:
@@ -108,7 +113,7 @@ def main() -> None:
     daam_right = sum(e.predicted_label == LETTERS[y] for e, y in zip(ours, targets))
     zero_shot_right = sum(whisper(c) == LETTERS[y] for c, y in zip(clips, targets))
     floor = MODALITIES["audio"].min_confidence
-    rejected = [max(e.probabilities) < floor for e in ours]
+    rejected = [no_answer(e) is not None for e in ours]
     real = metrics.get("real_clips") or {}
     n = len(clips)
     print(f"Real human recordings (klettres-data), {n} clips, accuracy:")
@@ -119,14 +124,17 @@ def main() -> None:
         if name in real:
             print(f"  {label:<36} {real[name]['mean']:.4f} ± {real[name]['sd']:.4f}  (training run, same clips)")
     wrong_rejected = sum(r and e.predicted_label == LETTERS[y] for r, e, y in zip(rejected, ours, targets))
-    print(f"'No spoken letter' (top probability < {floor:.0%}): {sum(rejected)}/{n} real clips rejected "
+    print(f"'No spoken letter' (no speech, or top probability < {floor:.0%}): {sum(rejected)}/{n} real clips rejected "
           f"({wrong_rejected} of them named correctly): false rejection rate {sum(rejected) / n:.3f}")
     sounds = {}
     for name, data in not_speech().items():
         e = model.explain(data)
-        verdict = "no spoken letter" if max(e.probabilities) < floor else f"named {e.predicted_label}"
-        sounds[name] = {"top_probability": round(max(e.probabilities), 3), "verdict": verdict}
-        print(f"  {name:<18} top probability {max(e.probabilities):.3f}: {verdict}")
+        reason = no_answer(e)
+        verdict = f"no spoken letter ({reason})" if reason else f"named {e.predicted_label}"
+        sounds[name] = {"speech_probability": round(e.extras.speech_probability, 3),
+                        "top_probability": round(max(e.probabilities), 3), "verdict": verdict}
+        print(f"  {name:<20} speech probability {e.extras.speech_probability:.3f}, top probability "
+              f"{max(e.probabilities):.3f}: {verdict}")
 
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE  # a 1 s clip with a voiced burst in it
     one_second = clip_bytes(0.3 * sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12)) * np.hanning(SAMPLE_RATE))
@@ -139,7 +147,8 @@ def main() -> None:
     if args.write:
         real["whisper_zero_shot"] = {"correct": zero_shot_right, "accuracy": round(zero_shot_right / n, 4),
                                      "command": "python benchmarks/bench_audio.py"}
-        real["no_letter_rule"] = {"min_confidence": floor, "rejected": int(sum(rejected)),
+        real["no_letter_rule"] = {"min_confidence": floor, "speech_probe": "daam/speech_probe.safetensors (python -m daam.fit_speech_probe)",
+                                  "rejected": int(sum(rejected)),
                                   "false_rejection_rate": round(sum(rejected) / n, 4), "not_speech": sounds}
         metrics["real_clips"] = real
         metrics["latency_1s_clip"] = {"explain_p50_ms": round(explain_ms, 1), "encoder_p50_ms": round(encoder_ms, 1),

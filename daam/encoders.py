@@ -165,9 +165,11 @@ class SpeechEncoder(nn.Module):
 
     def __init__(self, path: str | None = None) -> None:
         super().__init__()
+        from .speech import SpeechProbe
         from .whisper import WhisperTinyEncoder
 
         self.model = WhisperTinyEncoder.from_ctranslate2(path)
+        self.speech_probe = SpeechProbe.load()  # is there speech at all? (None where it has not been fitted)
         self.num_layers = len(self.model.blocks) + 1
         self.dim = self.model.positions.shape[1]
         self.layer_names = ["embeddings"] + [f"block {i}" for i in range(1, self.num_layers)]
@@ -188,6 +190,7 @@ class SpeechEncoder(nn.Module):
         hidden = self.model(batch.to(device), lengths.to(device) if len(clips) > 1 else None)  # (batch, 5, frames, 384)
         times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # encoder frame j: mel frame 2j
         labels = [[f"{t:.2f} s" for t in ts] for ts in times]
-        extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s)
-                  for p, ts in zip(prepared, times)]
+        speech = [None] * len(clips) if self.speech_probe is None else self.speech_probe.to(device)(hidden, mask).tolist()
+        extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s, speech_probability=s)
+                  for p, ts, s in zip(prepared, times, speech)]
         return Encoded(hidden, mask, labels, [p.note for p in prepared], extras)

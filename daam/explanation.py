@@ -126,14 +126,17 @@ class AudioExtras:
     frame_times: np.ndarray  # (frames,) seconds into the original clip
     position_times: np.ndarray  # (positions,) seconds: the time of each of the Explanation's positions
     duration_s: float  # of the whole original clip
+    speech_probability: float | None = None  # that the clip holds speech at all (daam.speech); None: not checked
 
     def to_dict(self) -> dict:
         return {"kind": self.kind} | {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "AudioExtras":
+        speech = data.get("speech_probability")
         return cls(log_mel=_floats(data["log_mel"], 2), frame_times=_floats(data["frame_times"], 1),
-                   position_times=_floats(data["position_times"], 1), duration_s=float(data["duration_s"]))
+                   position_times=_floats(data["position_times"], 1), duration_s=float(data["duration_s"]),
+                   speech_probability=None if speech is None else float(speech))
 
 
 Extras = ImageExtras | AudioExtras

@@ -52,6 +52,20 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
 )}
 
 
+SPEECH_THRESHOLD = 0.5  # below this speech probability (AudioExtras.speech_probability) a clip holds no speech
+
+
+def no_answer(explanation) -> str | None:
+    """Why an Explanation's predicted label should not be given as the answer: "not speech" (a clip the speech
+    probe rejects), "low confidence" (below its modality's min_confidence), or None when it should."""
+    speech = getattr(explanation.extras, "speech_probability", None)
+    if speech is not None and speech < SPEECH_THRESHOLD:
+        return "not speech"
+    if max(explanation.probabilities) < modality(explanation.modality).min_confidence:
+        return "low confidence"
+    return None
+
+
 def modality(name: str) -> Modality:
     if name not in MODALITIES:
         raise ValueError(f"unknown modality {name!r}; known: {sorted(MODALITIES)}")

@@ -108,10 +108,11 @@ def _zero_shot(real: dict) -> str:
         text += (f"\nWhisper tiny.en itself, zero-shot (its first token restricted to A–Z), names {zero_shot['correct']} "
                  f"of {real['examples']} ({zero_shot['accuracy']:.4f}): `{zero_shot['command']}`.")
     if rule:
-        text += (f" The app answers \"no clear spoken letter\" below a top probability of {rule['min_confidence']:.0%}: "
-                 f"that rejects {rule['rejected']} of these {real['examples']} real clips (false rejection rate "
-                 f"{rule['false_rejection_rate']:.3f}). On one second of sounds that are not speech: "
-                 + "; ".join(f"{name}, {r['verdict']} ({r['top_probability']:.0%})" for name, r in rule["not_speech"].items())
+        text += (f" The app answers \"no spoken letter\" when the speech probe (`python -m daam.fit_speech_probe`, a linear probe "
+                 f"on the encoder fitted on synthetic speech and sounds) finds no speech, or the top probability is "
+                 f"below {rule['min_confidence']:.0%}: that rejects {rule['rejected']} of these {real['examples']} real "
+                 f"clips (false rejection rate {rule['false_rejection_rate']:.3f}). On sounds that are not speech: "
+                 + "; ".join(f"{name}, {r['verdict']}" for name, r in rule["not_speech"].items())
                  + " (`benchmarks/bench_audio.py`).")
     return text + "\n" if text else ""
 

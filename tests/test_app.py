@@ -272,6 +272,9 @@ def test_the_summary_says_when_there_is_no_clear_answer_or_the_text_was_unknown(
     e.predicted_label, e.timings = e.labels[0], {"encoder_ms": 0.2, "daam_ms": 3.4}
     summary = app._summary(e)
     assert "No clear spoken letter" in summary and "30.0%" in summary and "encoder under 1 ms" in summary
+    e.extras.speech_probability = 0.02  # the speech probe's verdict comes first
+    assert "does not sound like speech" in app._summary(e) and "2.0%" in app._summary(e)
+    assert Explanation.from_json(e.to_json()).extras.speech_probability == 0.02
     unknown = app._summary(load_pretrained(ROOT / "checkpoints" / "text").explain("😀🎉 🙂"))
     assert "[UNK]" in unknown and "almost nothing" in unknown
 

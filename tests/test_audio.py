@@ -219,3 +219,19 @@ def test_shipped_checkpoint_explains_the_examples():
         assert e.position_weights.shape == (model.config.position_heads, frames)
         assert len(e.extras.log_mel) == N_MELS and abs(sum(e.probabilities) - 1) < 1e-5
         assert e.predicted_label == path.stem.split("_")[-1].upper()  # every shipped example is named correctly
+
+
+def test_the_speech_probe_tells_speech_from_sounds_it_was_not_fitted_on(speech_encoder):
+    from daam.modalities import no_answer
+    from daam.fit_speech_probe import sounds
+    from daam.speech import PROBE_PATH
+
+    assert PROBE_PATH.is_file() and speech_encoder.speech_probe is not None
+    other = sounds(18, seed=7)  # two of each family, from a seed the probe never saw
+    examples = sorted(p for p in (ROOT / "examples").glob("audio_*") if p.suffix in (".wav", ".ogg"))
+    sound_p = [e.speech_probability for e in speech_encoder(other).extras]
+    speech_p = [e.speech_probability for e in speech_encoder([str(p) for p in examples]).extras]
+    assert max(sound_p) < 0.5 < min(speech_p)
+    model = load_pretrained(SHIPPED)
+    tone = model.explain(wav(0.3 * np.sin(2 * np.pi * 440 * np.arange(16_000) / 16_000).astype(np.float32), 16_000))
+    assert no_answer(tone) == "not speech" and no_answer(model.explain(str(examples[0]))) is None
