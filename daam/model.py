@@ -49,6 +49,8 @@ class DAAMConfig:
     layer_mechanism: str = "daam"  # what weights each stage: a name in MECHANISMS
     position_mechanism: str = "daam"
     offset_spread: float = 0.0  # initial offsets of every head: evenly from -spread to +spread (0: all at 0)
+    pooling: str = "mean"  # "mean": the mean of the gated positions; "gate": the gates, normalised over positions
+    # per channel, are the pooling weights of the ungated values (what a position lets through is its share)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -125,12 +127,23 @@ class DAAMClassifier(nn.Module):
             raise ValueError(f"hidden must be (batch, {self.config.num_layers}, positions, {self.config.dim}), got {tuple(hidden.shape)}")
         gated, layers = self.layer_attention(hidden, mask=mask[:, None, :, None], return_intermediates=True)
         mixed = torch.einsum("blpd,l->bpd", gated, self.layer_logits.softmax(0))  # (batch, positions, dim)
-        gated, positions = self.position_attention(mixed, mask=mask[:, :, None], return_intermediates=True)
-        pooled = masked_mean(gated, mask[:, :, None], dim=1)  # (batch, dim)
+        _, positions = self.position_attention(mixed, mask=mask[:, :, None], return_intermediates=True)
+        pooled = (self.pool_shares(positions.gate, mask) * mixed).sum(1)  # (batch, dim)
         logits = self.head(self.dropout(self.norm(pooled)))
         if not return_intermediates:
             return logits
         return logits, ClassifierIntermediates(hidden, mixed, pooled, layers, positions)
+
+    def pool_shares(self, gate: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each position's share of the pooled vector, per channel: (batch, positions, dim), summing to the mean
+        gate over positions ("mean" pooling of the gated values) or to 1 ("gate" pooling); padding has none."""
+        real = mask[:, :, None].to(gate.dtype)
+        if self.config.pooling == "gate":
+            weights = gate * real
+            return weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
+        if self.config.pooling != "mean":
+            raise ValueError(f"unknown pooling {self.config.pooling!r}; known: mean, gate")
+        return gate * real / real.sum(1, keepdim=True).clamp(min=1)
 
     @property
     def device(self) -> torch.device:
@@ -232,14 +245,12 @@ class DAAMClassifier(nn.Module):
     def relevance(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor) -> torch.Tensor:
         """Each head's and position's share of the predicted class's log-probability: (batch, heads, positions).
 
-        The pooled vector is the mean of the position stage's outputs, pooled = sum_p gated_p / n, so with
-        g = d log p(predicted) / d pooled (through LayerNorm and the linear head, in closed form), the first-order
-        term pooled . g splits exactly into (gated_p . g) / n per position, and over the heads owning its channels.
+        The pooled vector is pooled = sum_p share_p * mixed_p (pool_shares), so with g = d log p(predicted) /
+        d pooled (through LayerNorm and the linear head, in closed form), the first-order term pooled . g splits
+        exactly into (share_p * mixed_p) . g per position, and over the heads owning its channels.
         One forward pass, no backward; positive = supports the predicted label."""
-        real = mask[:, :, None].to(inter.mixed.dtype)  # (b, p, 1)
-        gated = inter.mixed * inter.positions.gate * real  # (b, p, d): what each position adds to the pool
-        n = real.sum(1).clamp(min=1)  # (b, 1)
-        pooled = inter.pooled  # = gated.sum(1) / n
+        added = self.pool_shares(inter.positions.gate, mask) * inter.mixed  # (b, p, d): what each position adds
+        pooled = inter.pooled  # = added.sum(1)
         probs = logits.softmax(-1)
         towards = nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype) - probs  # d log p_c / d logits
         norm = self.norm
@@ -248,7 +259,7 @@ class DAAMClassifier(nn.Module):
         normalised = (pooled - mean) * inv_std  # (b, d)
         v = (towards @ self.head.weight) * norm.weight  # d log p_c / d normalised
         g = inv_std * (v - v.mean(-1, keepdim=True) - normalised * (v * normalised).mean(-1, keepdim=True))  # (b, d)
-        contributions = gated * g[:, None, :] / n[:, :, None]  # (b, p, d)
+        contributions = added * g[:, None, :]  # (b, p, d)
         return self._head_sums(contributions, self.position_attention.num_heads, channel_axis=2)[0]
 
     @staticmethod

@@ -222,3 +222,24 @@ def test_the_deletion_test_silences_frames_of_a_clip():
     result = check(model, str(clip))
     at = result["fractions"].index(0.2)
     assert result["relevance"][at] > result["random"][at] + 0.1
+
+
+@pytest.mark.parametrize("pooling", ["mean", "gate"])
+def test_pool_shares_make_the_pooled_vector_and_relevance_splits_it_for_either_pooling(pooling):
+    torch.manual_seed(0)
+    config = DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM, layer_names=["a", "b"], pooling=pooling)
+    model = DAAMClassifier(config).eval()
+    cache, _ = evidence_task(3, seed=2)
+    features, mask, _ = cache.batch([0, 1, 2])
+    mask[1, 8:] = False
+    logits, inter = model(features, mask, return_intermediates=True)
+    shares = model.pool_shares(inter.positions.gate, mask)
+    assert (shares[1, 8:] == 0).all()  # padding has no share
+    if pooling == "gate":  # the gates are normalised pooling weights
+        torch.testing.assert_close(shares.sum(1), torch.ones(3, DIM))
+    added = (shares * inter.mixed).detach().requires_grad_(True)
+    torch.testing.assert_close(added.sum(1), inter.pooled)
+    log_p = model.head(model.norm(added.sum(1))).log_softmax(-1)
+    log_p.gather(1, log_p.argmax(-1, keepdim=True)).sum().backward()
+    relevance = model.relevance(logits, inter, mask)
+    torch.testing.assert_close(relevance.sum(1), (added * added.grad).sum(-1).detach(), rtol=1e-4, atol=1e-6)

@@ -57,4 +57,4 @@ def daam_config(args, encoder, labels: list[str], layer_names: list[str], dim: i
     return DAAMConfig(modality=encoder.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,
                       layer_heads=args.heads, position_heads=args.heads, layer_densities=args.densities,
                       position_densities=args.densities, encoder={"name": encoder.name, "kwargs": {}},
-                      layer_names=list(layer_names), **more)
+                      layer_names=list(layer_names), pooling=args.pooling, **more)
