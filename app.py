@@ -378,8 +378,10 @@ def _modality_tab(name: str, examples: list[tuple]) -> None:
         _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")
-        files = gr.File(label="Downloads", file_count="multiple", height=120)
-    export_button.click(_user_errors(export), explanation, files, api_visibility="private")
+        files = gr.File(label="Downloads", file_count="multiple", visible=False,  # shown once there is something
+                        elem_id=f"{name}-downloads")
+    export_button.click(_user_errors(lambda saved: gr.update(value=export(saved), visible=True)), explanation, files,
+                        api_visibility="private")
     if kind != "text":
         hidden = gr.Button(visible=False)
         hidden.click(API[name], _api_input(name), gr.JSON(visible=False), api_name=f"explain_{name}")

@@ -100,9 +100,14 @@ def test_browser_explains_a_sentence(app_url, tmp_path):
         explain_sentence(page, "A warm and wonderful film.")
         summary = page.locator("#text-summary").inner_text()
         ticks = page.locator("#text-positions .xtick text").all_text_contents()
+        downloads_before = page.locator("#text-downloads").count()  # no empty download box before an export
+        page.get_by_role("button", name="Export JSON and figures").click()
+        page.wait_for_function("/explanation\\s*\\.json[\\s\\S]*figures\\s*\\.html/.test("
+                               "(document.querySelector('#text-downloads') || {innerText: ''}).innerText)", timeout=30000)
         page.screenshot(path=str(tmp_path / "text.png"), full_page=True)
     assert "warm" in ticks and "wonderful" in ticks
     assert "fresh" in summary or "rotten" in summary
+    assert downloads_before == 0
     assert errors == []
 
 
