@@ -36,9 +36,11 @@ def test_token_heatmap_holds_the_weights_and_readable_tokens():
 
 
 def test_token_heatmap_per_head_normalisation_spans_zero_to_one():
-    z = np.asarray(viz.token_heatmap(TOKENS, WEIGHTS * 0.1 + 0.3, normalise_per_head=True).data[0].z)
+    trace = viz.token_heatmap(TOKENS, WEIGHTS * 0.1 + 0.3, normalise_per_head=True).data[0]
+    z = np.asarray(trace.z)
     np.testing.assert_allclose(z.min(1), 0)
     np.testing.assert_allclose(z.max(1), 1)
+    assert np.asarray(trace.text)[2, 3] == str((WEIGHTS * 0.1 + 0.3)[2, 3])  # hover keeps the exact weight
 
 
 def test_highlighted_text_escapes_and_joins_word_pieces():
@@ -163,6 +165,8 @@ def test_long_sequences_wrap_into_lines_with_every_token_written_in_its_cell():
     assert z.shape == (lines, viz.figures.WRAP) and trace.texttemplate == "%{text}"
     np.testing.assert_allclose(z.ravel()[:100], relevance.sum(0))  # the sum over heads, in reading order
     assert np.isnan(z.ravel()[100:]).all() and list(text.ravel()[:100]) == tokens
+    hover = np.asarray(viz.relevance_heatmap(tokens, relevance, normalise_per_head=True).data[0].customdata)
+    assert hover.reshape(-1, 2)[7, 1] == str(relevance.sum(0)[7])  # exact, unnormalised value on hover
     assert fig.layout.height >= 24 * lines  # the figure grows with the text instead of squeezing it
     gates = viz.token_heatmap(tokens, WEIGHTS[:, :1].repeat(100, 1), head=3)
     np.testing.assert_allclose(np.asarray(gates.data[0].z, dtype=float).ravel()[:100], WEIGHTS[3, 0])

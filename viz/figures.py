@@ -120,34 +120,39 @@ SHORT_SEQUENCE = 40  # up to this many tokens: one column per token, heads as ro
 WRAP = 12  # tokens per line of a wrapped sequence: each cell is wide enough for its token at 800 px
 
 
-def _token_grid(tokens: Sequence[str], rows: np.ndarray, names: list[str], summary: tuple[str, np.ndarray],
+def _token_grid(tokens: Sequence[str], rows: np.ndarray, exact: np.ndarray, names: list[str], summary: int | None,
                 colours: dict, value: str, title: str) -> go.Figure:
-    """A heatmap of per-token values. Short sequences: one row per name, one column per token. Long ones:
-    only `summary` (a name and one value per token), wrapped into lines of WRAP tokens, each token's text in
-    its cell, so every token stays readable however long the input."""
+    """A heatmap of per-token values: `rows` drawn (perhaps normalised), `exact` (same shape) on hover. Short
+    sequences: one row per name, one column per token. Long ones: only one row (`summary`: its index, or None for
+    the mean of the rows), wrapped into lines of WRAP tokens, each token's text in its cell, so every token stays
+    readable however long the input."""
     labels = display_tokens(tokens)
     if len(tokens) <= SHORT_SEQUENCE:
         fig = go.Figure(go.Heatmap(
             z=rows, x=list(range(len(tokens))), y=names, **colours, colorbar=dict(title=value),
-            customdata=np.array([labels] * len(rows)), text=rows.astype(str),
+            customdata=np.array([labels] * len(rows)), text=exact.astype(str),
             hovertemplate=f"%{{y}}<br>token %{{x}}: %{{customdata}}<br>{value} %{{text}}<extra></extra>"))
         fig.update_layout(xaxis=dict(title="token", tickvals=list(range(len(tokens))), ticktext=labels, tickangle=-60,
                                      tickfont=dict(size=11), **AXIS_STYLE),
                           yaxis=dict(title="head", autorange="reversed", **AXIS_STYLE))
         return _layout(fig, title, 180 + 30 * len(rows))
+    name, shown, hover = ("mean of heads", rows.mean(0), exact.mean(0)) if summary is None else (
+        names[summary], rows[summary], exact[summary])
     lines = -(-len(tokens) // WRAP)
     pad = lines * WRAP - len(tokens)
-    grid = np.concatenate([summary[1], np.full(pad, np.nan)]).reshape(lines, WRAP)
-    text = np.array(labels + [""] * pad, dtype=object).reshape(lines, WRAP)
-    index = np.arange(lines * WRAP).reshape(lines, WRAP)
+
+    def wrapped(values, fill):
+        return np.concatenate([np.asarray(values, dtype=object), np.full(pad, fill, dtype=object)]).reshape(lines, WRAP)
+
     starts = [f"{line * WRAP}–{min((line + 1) * WRAP, len(tokens)) - 1}" for line in range(lines)]
     fig = go.Figure(go.Heatmap(
-        z=grid, y=starts, text=text, texttemplate="%{text}", textfont=dict(size=11), customdata=index,
+        z=wrapped(shown, np.nan).astype(float), y=starts, text=wrapped(labels, ""), texttemplate="%{text}",
+        textfont=dict(size=11), customdata=np.stack([wrapped(range(len(tokens)), ""), wrapped(hover.astype(str), "")], -1),
         **colours, colorbar=dict(title=value), xgap=1, ygap=1, hoverongaps=False,
-        hovertemplate=f"token %{{customdata}}: %{{text}}<br>{value} %{{z}}<extra>{summary[0]}</extra>"))
+        hovertemplate=f"token %{{customdata[0]}}: %{{text}}<br>{value} %{{customdata[1]}}<extra>{name}</extra>"))
     fig.update_layout(xaxis=dict(visible=False), yaxis=dict(title="tokens", autorange="reversed", type="category",
                                                             **AXIS_STYLE))
-    return _layout(fig, f"{title}<br><sup>{summary[0]}; {len(tokens)} tokens in lines of {WRAP}</sup>", 120 + 24 * lines)
+    return _layout(fig, f"{title}<br><sup>{name}; {len(tokens)} tokens in lines of {WRAP}</sup>", 120 + 24 * lines)
 
 
 def _head_rows(values: np.ndarray, head: int | None) -> tuple[np.ndarray, list[str]]:
@@ -165,14 +170,14 @@ def token_heatmap(tokens: Sequence[str], weights, normalise_per_head: bool = Fal
     w = _array("position_weights", weights, 2)
     if w.shape[1] != len(tokens):
         raise ValueError(f"position_weights has {w.shape[1]} positions but there are {len(tokens)} tokens")
-    rows, names = _head_rows(w, head)
+    exact, names = _head_rows(w, head)
+    rows = exact
     if normalise_per_head:
-        lo, hi = rows.min(1, keepdims=True), rows.max(1, keepdims=True)
-        rows = (rows - lo) / np.where(hi > lo, hi - lo, 1)
-    summary = (names[0], rows[0]) if head is not None else ("mean of heads", rows.mean(0))
+        lo, hi = exact.min(1, keepdims=True), exact.max(1, keepdims=True)
+        rows = (exact - lo) / np.where(hi > lo, hi - lo, 1)
     value = "weight" + (" (per head 0-1)" if normalise_per_head else "")
-    return _token_grid(tokens, rows, names, summary, dict(colorscale=SCALE, zmin=0, zmax=1), value,
-                       "Density weight per head over tokens")
+    return _token_grid(tokens, rows, exact, names, None if head is None else 0, dict(colorscale=SCALE, zmin=0, zmax=1),
+                       value, "Density weight per head over tokens")
 
 
 def relevance_heatmap(tokens: Sequence[str], head_relevance, head: int | None = None,
@@ -183,13 +188,15 @@ def relevance_heatmap(tokens: Sequence[str], head_relevance, head: int | None = 
     r = _array("head_relevance", head_relevance, 2)
     if r.shape[1] != len(tokens):
         raise ValueError(f"head_relevance has {r.shape[1]} positions but there are {len(tokens)} tokens")
-    rows, names = _head_rows(r, head)
+    exact, names = _head_rows(r, head)
     if head is None:
-        rows, names = np.vstack([r.sum(0, keepdims=True), r]), ["all heads"] + names
+        exact, names = np.vstack([r.sum(0, keepdims=True), r]), ["all heads"] + names
+    rows = exact
     if normalise_per_head:
-        rows = rows / np.where(np.abs(rows).max(1, keepdims=True) > 0, np.abs(rows).max(1, keepdims=True), 1)
+        peak = np.abs(exact).max(1, keepdims=True)
+        rows = exact / np.where(peak > 0, peak, 1)
     bound = float(np.abs(rows).max()) or 1.0
-    return _token_grid(tokens, rows, names, (names[0], rows[0]),
+    return _token_grid(tokens, rows, exact, names, 0,
                        dict(colorscale=DIVERGING, zmin=-bound, zmax=bound, zmid=0),
                        "relevance" + (" (per head)" if normalise_per_head else ""),
                        "Relevance: what drove the prediction (purple: for it, orange: against)")
