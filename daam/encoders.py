@@ -177,10 +177,9 @@ class SpeechEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, clips: list) -> Encoded:
         from .audio import prepare_audio
-
-        prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
         from .whisper import output_frames
 
+        prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
         mels = [torch.from_numpy(p.log_mel) for p in prepared]  # (80, mel frames) each
         lengths = torch.tensor([m.shape[1] for m in mels])
         batch = torch.stack([nn.functional.pad(m, (0, int(lengths.max()) - m.shape[1])) for m in mels])
@@ -190,7 +189,7 @@ class SpeechEncoder(nn.Module):
         hidden = self.model(batch.to(device), lengths.to(device) if len(clips) > 1 else None)  # (batch, 5, frames, 384)
         times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # encoder frame j: mel frame 2j
         labels = [[f"{t:.2f} s" for t in ts] for ts in times]
-        speech = [None] * len(clips) if self.speech_probe is None else self.speech_probe.to(device)(hidden, mask).tolist()
+        speech = [None] * len(clips) if self.speech_probe is None else self.speech_probe(hidden, mask).tolist()
         extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s, speech_probability=s)
                   for p, ts, s in zip(prepared, times, speech)]
         return Encoded(hidden, mask, labels, [p.note for p in prepared], extras)

@@ -139,13 +139,15 @@ class AudioCase:
         """captum's IG over the log-mel, from silence (the floor log_mel clamps to), summed per encoder frame."""
         from captum.attr import IntegratedGradients
 
+        from .whisper import silence_level
+
         mel = torch.from_numpy(self.source.log_mel)[None]  # (1, 80, mel frames)
 
         def forward(m: torch.Tensor) -> torch.Tensor:
             hidden = self.model.encoder.model(m)
             return self.model(hidden, torch.ones(hidden.shape[0], hidden.shape[2], dtype=torch.bool)).softmax(-1)
 
-        silence = torch.full_like(mel, float(mel.max()) - 2.0)  # log_mel's floor: 80 dB below the loudest band
+        silence = torch.full_like(mel, silence_level(mel))
         attributions = IntegratedGradients(forward).attribute(mel, baselines=silence, target=target, n_steps=IG_STEPS,
                                                               internal_batch_size=IG_STEPS)[0].detach().sum(0)
         return np.bincount(np.arange(len(attributions)) // 2, weights=attributions.numpy(), minlength=self.units)[: self.units]
@@ -159,8 +161,6 @@ class AudioCase:
         clips = []
         for keep in np.asarray(keeps):
             waveform = (self.source.waveform * keep[self.frame_of_sample]).astype(np.float32)
-            if not waveform.any():  # all silenced: the quietest input log_mel accepts
-                waveform = np.full_like(waveform, 1e-6)
             clips.append(replace(self.source, waveform=waveform, log_mel=log_mel(torch.from_numpy(waveform)).numpy()))
         encoded = self.model.encoder(clips)
         return self.model(encoded.features.float(), encoded.mask).softmax(-1).numpy()

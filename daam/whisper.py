@@ -161,3 +161,8 @@ def log_mel(waveform: torch.Tensor) -> torch.Tensor:
     mel = (_mel_filters().to(waveform.device).T @ spectrum).clamp(min=1e-10).log10()
     mel = torch.maximum(mel, mel.max() - 8.0)  # an 80 dB range below the loudest band
     return (mel + 4.0) / 4.0
+
+
+def silence_level(mel: torch.Tensor) -> float:
+    """The value log_mel gives silence in this clip: its floor, 80 dB (2 scaled units) below the loudest band."""
+    return float(mel.max()) - 2.0
