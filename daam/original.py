@@ -1,0 +1,195 @@
+"""The original release's maths (gaussian-adaptive-attention 0.1.5, density_adaptive_attention), without its bugs.
+
+Per head (a chunk of the normalisation axis, the last taking the remainder), with mean m and unbiased
+variance v of the head's real entries and u = x - m, the original gates every entry by
+
+    gate = prod_k N(u; d_k, c_k^2 v), normalised to sum to 1 over the head's entries
+
+with offsets d_k in x units and learnable c_k (initialised from randn). The product of K Gaussians in u is
+one Gaussian: log gate = -P (u - C)^2 / (2 v) + const, with precision P = sum_k 1/c_k^2 and centre
+C = sum_k (d_k / c_k^2) / P, and the constant cancels in the normalisation. So the gate is a softmax of
+those logits over the head's entries: no factor underflows or overflows, where the original's product of
+K small or large numbers gives 0 or NaN.
+
+The modules keep the original constructors, forward signatures, parameter names (`mean_offsets`, `c`) and
+state_dict layout (`attention_heads.j.…`, `layers.i.…`), so its checkpoints load. What they fix:
+eps reaches every head (the original's multi-head and block constructors pass it into mean_offset_init),
+mean_offset_init initialises the offsets, padding is left out of the statistics and the normalisation and
+passes through untouched (a block no longer adds it to itself), NaN or infinite padding stays where it is.
+`daam`'s own classes are the true mixture; these exist so code written for the original runs unchanged."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .attention import _LOW_PRECISION, _check_positive_int, _resolve_axis, head_index
+
+
+def _real_entries(x: torch.Tensor, padding_value: float | None, mask: torch.Tensor | None) -> torch.Tensor | None:
+    if mask is not None:
+        mask = torch.as_tensor(mask, device=x.device)
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be boolean (True = real entry), got dtype {mask.dtype}")
+        return torch.broadcast_to(mask, x.shape)
+    if padding_value is None:
+        return None
+    if isinstance(padding_value, float) and math.isnan(padding_value):
+        return ~torch.isnan(x)
+    return x != padding_value
+
+
+def normalised_product_gate(x: torch.Tensor, norm_axis: int, offsets: torch.Tensor, c: torch.Tensor,
+                            real: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """The original's gate for x, with (heads, K) offsets and c: shaped like x, summing to 1 over each head's
+    real entries along norm_axis (padding: 0)."""
+    heads_n = offsets.shape[0]
+    if x.dim() < 1 or not x.is_floating_point():
+        raise ValueError(f"input must be a floating-point tensor with at least 1 dimension, got {x.dtype} {tuple(x.shape)}")
+    axis = _resolve_axis("norm_axis", norm_axis, x.dim(), x.shape)
+    if x.shape[axis] < heads_n:
+        raise ValueError(f"num_heads={heads_n} exceeds the {x.shape[axis]} entries on norm_axis={axis} "
+                         f"of the input of shape {tuple(x.shape)}")
+    dtype = torch.float32 if x.dtype in _LOW_PRECISION else torch.promote_types(x.dtype, offsets.dtype)
+    A, N, B = math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
+    x3 = x.to(dtype).reshape(A, N, B)
+    heads = head_index(N, heads_n, x.device)  # (N,)
+    weight = torch.ones(1, N, 1, dtype=dtype, device=x.device) if real is None else real.reshape(A, N, B).to(dtype)
+    if real is not None:
+        x3 = x3.masked_fill(~real.reshape(A, N, B), 0.0)  # NaN or inf padding must not reach the sums
+
+    def per_head(values):  # (A or 1, N, B) -> (A, heads, B)
+        return torch.zeros(A, heads_n, values.shape[-1], dtype=dtype, device=x.device).index_add_(1, heads, values.expand(A, N, -1))
+
+    count = per_head(weight)
+    mean = per_head(x3) / count.clamp(min=1)
+    u = x3 - mean.index_select(1, heads)
+    var = per_head(u.square() * weight) / (count - 1).clamp(min=1) + eps  # unbiased, as the original
+    inv_c2 = c.to(dtype).square().reciprocal()  # (heads, K)
+    precision = inv_c2.sum(-1)
+    centre = (offsets.to(dtype) * inv_c2).sum(-1) / precision
+    logits = -0.5 * precision[heads, None] * (u - centre[heads, None]).square() / var.index_select(1, heads)
+    if real is not None:
+        logits = logits.masked_fill(~real.reshape(A, N, B), -math.inf)
+    top = torch.full((A, heads_n, B), -math.inf, dtype=dtype, device=x.device).scatter_reduce_(
+        1, heads[:, None].expand(A, N, B), logits, "amax")
+    top = top.nan_to_num(neginf=0.0)  # a head with no real entry: every logit is -inf, and so is its max
+    e = torch.exp(logits - top.index_select(1, heads))
+    gate = e / per_head(e).clamp(min=torch.finfo(dtype).tiny).index_select(1, heads)
+    return gate.reshape(x.shape)
+
+
+def _apply(x: torch.Tensor, gate: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    y = x * gate.to(x.dtype)
+    return y if real is None else torch.where(real, y, x)
+
+
+class _OriginalHead(nn.Module):
+    """One head of the original: the whole normalisation axis, K densities."""
+
+    def __init__(self, norm_axis: int, num_heads: int, num_densities: int, padding_value: float | None = None,
+                 mean_offset_init: float = 0.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        if not isinstance(norm_axis, int) or isinstance(norm_axis, bool):
+            raise ValueError(f"norm_axis must be an int, got {norm_axis!r}")
+        _check_positive_int("num_heads", num_heads)
+        _check_positive_int("num_densities", num_densities)
+        if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        self.norm_axis, self.num_heads, self.padding_value, self.eps = norm_axis, num_heads, padding_value, float(eps)
+        self.mean_offsets = nn.Parameter(torch.full((num_densities,), float(mean_offset_init)))
+        self.c = nn.Parameter(torch.randn(num_densities))
+
+    def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
+        """y = x * gate; with return_attention_details also the gate (detached). mask: True = real entry."""
+        real = _real_entries(x, self.padding_value, mask)
+        gate = normalised_product_gate(x, self.norm_axis, self.mean_offsets[None], self.c[None], real, self.eps)
+        y = _apply(x, gate, real)
+        return (y, gate.detach()) if return_attention_details else y
+
+
+class _OriginalMultiHead(nn.Module):
+    """num_heads heads over chunks of the normalisation axis, computed at once from the heads' parameters."""
+
+    head_class = _OriginalHead
+
+    def __init__(self, norm_axis: int, num_heads: int, num_densities: int, padding_value: float | None = None,
+                 eps: float = 1e-8, *, mean_offset_init: float = 0.0) -> None:
+        super().__init__()
+        _check_positive_int("num_heads", num_heads)
+        self.norm_axis, self.num_heads, self.padding_value, self.eps = norm_axis, num_heads, padding_value, float(eps)
+        self.attention_heads = nn.ModuleList(
+            self.head_class(norm_axis, num_heads, num_densities, padding_value, mean_offset_init, eps)
+            for _ in range(num_heads))
+
+    def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
+        real = _real_entries(x, self.padding_value, mask)
+        offsets = torch.stack([h.mean_offsets for h in self.attention_heads])  # (heads, K)
+        c = torch.stack([h.c for h in self.attention_heads])
+        gate = normalised_product_gate(x, self.norm_axis, offsets, c, real, self.eps)
+        y = _apply(x, gate, real)
+        return (y, gate.detach()) if return_attention_details else y
+
+
+class _OriginalBlock(nn.Module):
+    """num_layers residual multi-head layers, x <- x + layer(x) on real entries (padding stays as it came)."""
+
+    layer_class = _OriginalMultiHead
+
+    def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_densities: Sequence[int],
+                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8) -> None:
+        super().__init__()
+        _check_positive_int("num_layers", num_layers)
+        if not (len(norm_axes) == len(num_heads) == len(num_densities) == num_layers):
+            raise ValueError("Lengths of norm_axes, num_heads and the densities per layer must match "
+                             f"num_layers={num_layers}, got {len(norm_axes)}, {len(num_heads)}, {len(num_densities)}")
+        self.padding_value = padding_value
+        self.layers = nn.ModuleList(
+            self.layer_class(axis, heads, k, padding_value, eps)
+            for axis, heads, k in zip(norm_axes, num_heads, num_densities))
+
+    def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
+        real = _real_entries(x, self.padding_value, mask)  # found once: the residual sum would change padding
+        details = {}
+        for i, layer in enumerate(self.layers):
+            y, details[f"layer_{i}"] = layer(x, return_attention_details=True, mask=real)
+            x = x + y if real is None else torch.where(real, x + y, x)
+        return (x, details) if return_attention_details else x
+
+
+# The two releases' public names: the density one takes num_densities, the Gaussian one num_gaussians.
+class DensityAdaptiveAttention(_OriginalHead):
+    pass
+
+
+class MultiHeadDensityAdaptiveAttention(_OriginalMultiHead):
+    head_class = DensityAdaptiveAttention
+
+
+class DensityBlock(_OriginalBlock):
+    layer_class = MultiHeadDensityAdaptiveAttention
+
+
+class GaussianAdaptiveAttention(_OriginalHead):
+    def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
+                 mean_offset_init: float = 0.0, eps: float = 1e-8) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps)
+
+
+class MultiHeadGaussianAdaptiveAttention(_OriginalMultiHead):
+    head_class = GaussianAdaptiveAttention
+
+    def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
+                 eps: float = 1e-8, *, mean_offset_init: float = 0.0) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mean_offset_init=mean_offset_init)
+
+
+class GaussianBlock(_OriginalBlock):
+    layer_class = MultiHeadGaussianAdaptiveAttention
+
+    def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_gaussians: Sequence[int],
+                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8) -> None:
+        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps)
