@@ -1,16 +1,23 @@
 """Speed and memory of the DAAM core, measured side by side in one run.
 
     python benchmarks/bench_core.py            # prints a table of ratios
-On x of shape (8, 512, 768), norm_axis 1, 8 heads, 4 densities, 2 CPU threads.
-Peak memory is measured in a fresh subprocess per variant: RSS sampled every 0.5 ms
-during one fwd+bwd, peak minus RSS before it, after a small warm-up run has paged in the kernels."""
+On x of shape (8, 512, 768), norm_axis 1, 8 heads, 4 densities, 2 CPU threads. Variants: the eager default,
+fused=True (daam/fused.py), a per-head, per-density loop written from the equations, nn.MultiheadAttention,
+and one torch.exp(x, out=buf) pass as the floor. Times are medians over rounds that run every variant once, in
+turn, so that drift in the machine hits all of them alike. Peak memory is measured in a fresh subprocess per
+variant: RSS sampled every 0.5 ms during one fwd+bwd, peak minus RSS before it, after a small warm-up run has
+paged in the kernels. The fused kernel's one-off build is timed in a fresh subprocess with an empty cache, and
+its load from the cache beside it."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,24 +30,33 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from daam import MultiHeadDensityAdaptiveAttention  # noqa: E402
 from loop_reference import loop_density_attention  # noqa: E402
-from timing import median_seconds  # noqa: E402
 
 SHAPE, HEADS, DENSITIES = (8, 512, 768), 8, 4
 
 
 def make_variant(name: str, mode: str):
     """A callable x -> y for one variant; parameters require grad."""
-    daam = MultiHeadDensityAdaptiveAttention(1, HEADS, DENSITIES, mode=mode)
-    if name == "ours":
+    daam = MultiHeadDensityAdaptiveAttention(1, HEADS, DENSITIES, mode=mode, fused=name == "fused")
+    if name in ("eager", "fused"):
         return daam
     if name == "loop":
         return lambda x: loop_density_attention(x, 1, daam.mean_offsets, daam.scales, daam.mixture_weights, mode, daam.eps)
     if name == "mha":
         mha = nn.MultiheadAttention(SHAPE[-1], HEADS, batch_first=True)
         return lambda x: mha(x, x, x, need_weights=False)[0]
-    if name == "floor":
-        return lambda x: x * 2
     raise ValueError(name)
+
+
+def interleaved_medians(runs: dict, rounds: int) -> dict:
+    """Median seconds of each callable, over `rounds` rounds that call every one once, after one warm-up round."""
+    samples = {name: [] for name in runs}
+    for round_ in range(rounds + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def fwd_bwd(fn, x):
@@ -87,9 +103,19 @@ def peak_memory(name: str, mode: str) -> float:
     return int(out.stdout.strip()) / 2**20
 
 
+def kernel_build_seconds() -> tuple[float, float]:
+    """(cold build, load from cache) of the fused kernel, each in a fresh process with its own empty cache."""
+    code = "import time, daam.fused as f; t = time.perf_counter(); f.cpu_kernel(); print(time.perf_counter() - t)"
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "DAAM_CACHE": cache}
+        cold, warm = (float(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                                           text=True, check=True).stdout) for _ in range(2))
+    return cold, warm
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--memory-of", nargs=2, metavar=("VARIANT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_of:
@@ -98,22 +124,32 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     x = torch.randn(*SHAPE, requires_grad=True)
+    buf = torch.empty(SHAPE)
+    cold, warm = kernel_build_seconds()
     print(f"x {SHAPE}, norm_axis 1, {HEADS} heads, {DENSITIES} densities, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    mha_t = median_seconds(fwd_bwd(make_variant("mha", "mixture"), x), args.repeats)
-    floor_t = median_seconds(forward_only(make_variant("floor", "mixture"), x), args.repeats)
+          f"{torch.get_num_threads()} threads, medians of {args.rounds} interleaved rounds")
+    print(f"fused kernel: first build {cold:.2f} s (once per machine), load from its cache {warm * 1e3:.0f} ms")
     rows = []
+    mha = make_variant("mha", "mixture")
     for mode in ("mixture", "product"):
-        ours, loop = make_variant("ours", mode), make_variant("loop", mode)
-        ours_t, loop_t = median_seconds(fwd_bwd(ours, x), args.repeats), median_seconds(fwd_bwd(loop, x), args.repeats)
-        ours_fwd = median_seconds(forward_only(ours, x), args.repeats)
-        mem_ours, mem_loop = peak_memory("ours", mode), peak_memory("loop", mode)
-        rows += [
-            (mode, "fwd+bwd ms: ours / loop", f"{ours_t*1e3:.0f} / {loop_t*1e3:.0f}", f"loop is {loop_t/ours_t:.1f}x slower", "goal >= 3x"),
-            (mode, "fwd+bwd ms: ours / MultiheadAttention", f"{ours_t*1e3:.0f} / {mha_t*1e3:.0f}", f"MHA is {mha_t/ours_t:.1f}x slower", "goal >= 10x"),
-            (mode, "forward ms: ours / x*2", f"{ours_fwd*1e3:.1f} / {floor_t*1e3:.2f}", f"ours is {ours_fwd/floor_t:.0f}x the floor", "goal <= 6x"),
-            (mode, "peak MiB fwd+bwd: ours / loop", f"{mem_ours:.0f} / {mem_loop:.0f}", f"ratio {mem_ours/max(mem_loop, 1e-9):.2f}", ""),
-        ]
+        variants = {name: make_variant(name, mode) for name in ("eager", "fused", "loop")}
+        runs = {f"{name} fwd+bwd": fwd_bwd(fn, x) for name, fn in variants.items()}
+        runs |= {f"{name} fwd": forward_only(fn, x) for name, fn in variants.items() if name != "loop"}
+        runs |= {"mha fwd+bwd": fwd_bwd(mha, x), "exp floor": forward_only(lambda t: torch.exp(t, out=buf), x)}
+        t = interleaved_medians(runs, args.rounds)
+        loop, mha_t, floor = t["loop fwd+bwd"], t["mha fwd+bwd"], t["exp floor"]
+        memory = {name: peak_memory(name, mode) for name in ("eager", "fused", "loop")}
+        for name, goal_loop, goal_mha, goal_floor in (("eager", "goal >= 1.5x", "", ""),
+                                                      ("fused", "goal >= 3x", "goal >= 10x", "goal <= 3x")):
+            ms = t[f"{name} fwd+bwd"]
+            rows += [
+                (mode, f"fwd+bwd ms: {name} / loop", f"{ms*1e3:.1f} / {loop*1e3:.1f}", f"{name} is {loop/ms:.1f}x faster", goal_loop),
+                (mode, f"fwd+bwd ms: {name} / MultiheadAttention", f"{ms*1e3:.1f} / {mha_t*1e3:.1f}", f"{name} is {mha_t/ms:.1f}x faster", goal_mha),
+                (mode, f"forward ms: {name} / exp(x, out=buf)", f"{t[f'{name} fwd']*1e3:.2f} / {floor*1e3:.2f}",
+                 f"{t[f'{name} fwd']/floor:.1f}x the floor", goal_floor),
+                (mode, f"peak MiB fwd+bwd: {name} / loop", f"{memory[name]:.0f} / {memory['loop']:.0f}",
+                 f"ratio {memory[name]/max(memory['loop'], 1e-9):.2f}", "goal <= 1"),
+            ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))

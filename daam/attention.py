@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused
+
 MODES = ("mixture", "product")
 DENSITY_PARAMETERS = ("mean_offsets", "raw_scales", "mixture_logits")  # each module's learnable density
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -59,14 +61,14 @@ class Intermediates:
     gate: torch.Tensor  # shaped like x (padding: 1)
 
 
-# Elements per chunk of the (rows, positions, cols, densities) work tensor: small enough to stay in
+# Elements per chunk of the (densities, rows, positions, cols) work tensor: small enough to stay in
 # cache, large enough that per-op overhead is negligible.
 _CHUNK_ELEMENTS = 1 << 19
 
 
 def _chunks(z3: torch.Tensor, per_element: int):
     """Slices (a, :, b) of a (A, P, B) tensor, each making about _CHUNK_ELEMENTS elements of the
-    (a, P, b, per_element) work tensor."""
+    (per_element, a, P, b) work tensor."""
     A, P, B = z3.shape
     budget = max(1, _CHUNK_ELEMENTS // (P * per_element))
     b_step = B if B <= budget else budget
@@ -77,39 +79,95 @@ def _chunks(z3: torch.Tensor, per_element: int):
 
 
 class _MixtureGate(torch.autograd.Function):
-    """Mixture gate sum_k exp(e_k) for z of shape (A, P, B) and per-position parameters (P, 1, K).
+    """Mixture gate sum_k exp(e_k) for z of shape (A, P, B) and per-position parameters (K, 1, P, 1).
 
     e_k = log w_k - c_k (z - mu_k)^2 with c_k = 1 / (2 s_k^2) is <= 0, so no exp overflows and
     the sum of non-negative terms cannot cancel: the same value as exp(logsumexp(e)) without
-    its max-shift passes. Works chunk by chunk and keeps only z and the parameters for
-    backward, which recomputes the components: the (A, P, B, K) tensor never exists whole."""
+    its max-shift passes. Works chunk by chunk, so the (K, A, P, B) work tensor never exists whole
+    while it is computed; the densities are its outer axis, so every op runs over contiguous columns.
+    When gradients are wanted the components exp(e_k) are kept for backward (K times the input's
+    memory, a fraction of what a per-density loop keeps), which saves recomputing them; a backward
+    under create_graph recomputes them from the inputs instead, so second derivatives are exact."""
 
     @staticmethod
     def forward(ctx, z, offsets, neg_inv_two_var, log_w):
         ctx.save_for_backward(z, offsets, neg_inv_two_var, log_w)
-        gate = torch.empty_like(z)
-        for a, b in _chunks(z, offsets.shape[-1]):
-            sq = (z[a, :, b, None] - offsets).square_()  # (a, P, b, K)
-            gate[a, :, b] = torch.addcmul(log_w, sq, neg_inv_two_var).exp_().sum(-1)
+        keep = any(ctx.needs_input_grad)
+        gate, components = torch.empty_like(z), []
+        for a, b in _chunks(z, offsets.shape[0]):
+            sq = (z[a, :, b] - offsets).square_()  # (K, a, P, b)
+            part = torch.addcmul(log_w, sq, neg_inv_two_var, out=sq).exp_()
+            gate[a, :, b] = part.sum(0)
+            if keep:
+                components.append(part)  # one per chunk, in the order backward visits them
+        ctx.components = components
         return gate
 
     @staticmethod
     def backward(ctx, grad_gate):
-        # Out-of-place throughout: with create_graph=True autograd records this backward itself (double backward,
-        # gradgradcheck), and an in-place op would overwrite a value that record needs.
         z, offsets, neg_inv_two_var, log_w = ctx.saved_tensors
+        components = ctx.components
+        differentiable = torch.is_grad_enabled()  # create_graph=True: autograd records this backward itself
         grad_z = torch.empty_like(z)
         grad_mu = grad_c = grad_lw = torch.zeros_like(offsets)
-        for a, b in _chunks(z, offsets.shape[-1]):
-            diff = z[a, :, b, None] - offsets  # (a, P, b, K)
-            # d gate / d e_k is the k-th component exp(e_k)
-            term = torch.addcmul(log_w, diff.square(), neg_inv_two_var).exp() * grad_gate[a, :, b, None]
-            grad_lw = grad_lw + term.sum((0, 2)).unsqueeze(1)
+        for i, (a, b) in enumerate(_chunks(z, offsets.shape[0])):
+            diff = z[a, :, b] - offsets  # (K, a, P, b)
+            # d gate / d e_k is the k-th component exp(e_k). Out-of-place where autograd records the ops: an
+            # in-place op would overwrite a value that record needs.
+            if differentiable:
+                term = torch.addcmul(log_w, diff.square(), neg_inv_two_var).exp() * grad_gate[a, :, b]
+            else:
+                term = components[i] * grad_gate[a, :, b]
+            grad_lw = grad_lw + term.sum((1, 3), keepdim=True)
             weighted = term * diff  # d e_k / d z = -2 c_k diff = 2 * neg_c * diff
-            grad_z[a, :, b] = 2 * (weighted * neg_inv_two_var).sum(-1)
-            grad_mu = grad_mu - weighted.sum((0, 2)).unsqueeze(1)
-            grad_c = grad_c + (weighted * diff).sum((0, 2)).unsqueeze(1)
+            grad_z[a, :, b] = 2 * (weighted * neg_inv_two_var).sum(0)
+            grad_mu = grad_mu - weighted.sum((1, 3), keepdim=True)
+            grad_c = grad_c + (weighted * diff if differentiable else weighted.mul_(diff)).sum((1, 3), keepdim=True)
         return grad_z, grad_mu * (2 * neg_inv_two_var), grad_c, grad_lw
+
+
+def _z_and_rstd(x: torch.Tensor, weight: torch.Tensor | None, dim: int, eps: float):
+    """(x - mean) / sqrt(var + eps) along dim over entries with weight 1 (biased variance; weight-0 entries of x
+    must be 0 and get z = 0), written with differentiable ops. Returns z and 1 / sqrt(var + eps)."""
+    if weight is None:  # two passes (torch.var_mean's one-pass Welford is several times slower off the last axis)
+        centred = x - x.mean(dim, keepdim=True)
+        rstd = torch.rsqrt(centred.square().mean(dim, keepdim=True) + eps)
+        return centred * rstd, rstd
+    count = weight.sum(dim, keepdim=True).clamp(min=1)
+    centred = (x - x.sum(dim, keepdim=True) / count) * weight
+    rstd = torch.rsqrt(centred.square().sum(dim, keepdim=True) / count + eps)
+    return centred * rstd, rstd
+
+
+class _Standardise(torch.autograd.Function):
+    """_z_and_rstd's z with its backward in closed form: dx = rstd (dz - mean(dz) - z mean(dz z)) over each slice's
+    real entries, a few passes instead of autograd's record of every op. Under create_graph (double backward)
+    the backward recomputes z from x with differentiable ops instead, so second derivatives stay exact."""
+
+    @staticmethod
+    def forward(ctx, x, weight, dim, eps):
+        z, rstd = _z_and_rstd(x, weight, dim, eps)
+        ctx.save_for_backward(x, weight, z, rstd)
+        ctx.dim, ctx.eps = dim, eps
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_z):
+        x, weight, z, rstd = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the recomputation itself
+            with torch.enable_grad():
+                x = x.detach().requires_grad_()
+                z = _z_and_rstd(x, weight, ctx.dim, ctx.eps)[0]
+            return torch.autograd.grad(z, x, grad_z, create_graph=True)[0], None, None, None
+        dim = ctx.dim
+        if weight is None:
+            mean_g, mean_gz = grad_z.mean(dim, keepdim=True), (grad_z * z).mean(dim, keepdim=True)
+        else:
+            count = weight.sum(dim, keepdim=True).clamp(min=1)
+            grad_z = grad_z * weight
+            mean_g, mean_gz = grad_z.sum(dim, keepdim=True) / count, (grad_z * z).sum(dim, keepdim=True) / count
+        grad_x = (grad_z - mean_g - z * mean_gz) * rstd
+        return (grad_x if weight is None else grad_x * weight), None, None, None
 
 
 class _DensityAttention(nn.Module):
@@ -125,6 +183,7 @@ class _DensityAttention(nn.Module):
         eps: float = 1e-8,
         mode: str = "mixture",
         head_axis: int | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__()
         _check_positive_int("num_heads", num_heads)
@@ -140,6 +199,7 @@ class _DensityAttention(nn.Module):
         self.norm_axis, self.head_axis = norm_axis, head_axis
         self.num_heads, self.num_densities = num_heads, num_densities
         self.padding_value, self.eps, self.mode = padding_value, float(eps), mode
+        self.fused = bool(fused)  # daam/fused.py: one compiled kernel for the whole layer, forward and backward
 
         # Scales start spread around 1 so the components are distinguishable from the first step.
         spread = torch.linspace(0.5, 1.5, num_densities) if num_densities > 1 else torch.ones(1)
@@ -176,8 +236,11 @@ class _DensityAttention(nn.Module):
             return torch.exp(-0.5 * ((z - centre) / scale).square()) * peak
         neg_inv_two_var = -0.5 / self.scales.square()
         log_w = torch.log_softmax(self.mixture_logits, dim=-1)
-        params = (p[heads].unsqueeze(1) for p in (self.mean_offsets, neg_inv_two_var, log_w))  # (P, 1, K)
-        return _MixtureGate.apply(z.contiguous(), *params)
+        params = (p[heads].T[:, None, :, None] for p in (self.mean_offsets, neg_inv_two_var, log_w))  # (K, 1, P, 1)
+        offsets, neg_inv_two_var, log_w = params
+        if torch.compiler.is_compiling():  # one expression, which the compiler fuses without the (K, A, P, B) tensor
+            return torch.addcmul(log_w, (z - offsets).square(), neg_inv_two_var).exp().sum(0)
+        return _MixtureGate.apply(z.contiguous(), offsets, neg_inv_two_var, log_w)
 
     def density_parameters(self) -> dict:
         """Per-head density parameters as detached float32 tensors of shape (heads, densities).
@@ -270,42 +333,25 @@ class _DensityAttention(nn.Module):
         """z-scores with statistics per head chunk of P, for x3 of shape (A, P, B)."""
         A, P, B = x3.shape
         H = self.num_heads
-        if P % H == 0:  # even chunks: a free view (A, heads, chunk, B)
-            def per_head(values):  # (A, P, B) -> (A, heads, 1, B)
-                return values.view(A, H, P // H, B).sum(2, keepdim=True)
+        if P % H == 0:  # even chunks: a free view (A, heads, chunk, B), statistics along the chunk
+            grouped = (A, H, P // H, B)
+            return _Standardise.apply(x3.view(grouped), None if weight is None else weight.view(grouped), 2,
+                                      self.eps).view(A, P, B)
+        # The last head takes the remainder: segment sums, still no loop over heads.
+        def per_head(values):  # (A, P, B) -> (A, heads, B)
+            return values.new_zeros(A, H, B).index_add(1, heads, values)
 
-            def spread(values):  # (A, heads, 1, B) -> (A, P, B)
-                return values.expand(A, H, P // H, B).reshape(A, P, B)
+        def spread(values):  # (A, heads, B) -> (A, P, B)
+            return values.index_select(1, heads)
 
-            count_shape = (1, H, 1, 1)
-        else:  # the last head takes the remainder: segment sums, still no loop over heads
-            def per_head(values):
-                return values.new_zeros(A, H, B).index_add(1, heads, values)
-
-            def spread(values):
-                return values.index_select(1, heads)
-
-            count_shape = (1, H, 1)
-
-        if weight is None:  # entries per head, shaped like per_head's output
-            count = torch.bincount(heads, minlength=H).to(x3.dtype).view(count_shape)
+        if weight is None:
+            count = torch.bincount(heads, minlength=H).to(x3.dtype).view(1, H, 1)
         else:
             count = per_head(weight).clamp(min=1)
         mean = per_head(x3 if weight is None else x3 * weight) / count
         centred = x3 - spread(mean)
         sq = centred.square() if weight is None else centred.square() * weight
         return centred * spread(torch.rsqrt(per_head(sq) / count + self.eps))
-
-    def _axis_z_scores(self, x: torch.Tensor, weight: torch.Tensor | None, norm_axis: int):
-        """z-scores with statistics along norm_axis, for every position of the other axes."""
-        if weight is None:
-            mean = x.mean(norm_axis, keepdim=True)
-            var = (x - mean).square().mean(norm_axis, keepdim=True)
-        else:
-            count = weight.sum(norm_axis, keepdim=True).clamp(min=1)
-            mean = (x * weight).sum(norm_axis, keepdim=True) / count
-            var = ((x - mean).square() * weight).sum(norm_axis, keepdim=True) / count
-        return (x - mean) * torch.rsqrt(var + self.eps)
 
     def _standardise(self, x: torch.Tensor, mask: torch.Tensor | None):
         """Shared set-up of forward and z_scores.
@@ -329,7 +375,7 @@ class _DensityAttention(nn.Module):
         if self.head_axis is None:
             z = self._segment_z_scores(values.reshape(view), None if weight is None else weight.reshape(view), heads)
         else:
-            z = self._axis_z_scores(values, weight, norm_axis).reshape(view)
+            z = _Standardise.apply(values, weight, norm_axis, self.eps).reshape(view)
         if real is not None:
             z = z.masked_fill(~real.reshape(view), 0.0)  # padding's z is meaningless: keep it finite
         return x, real, z, heads
@@ -355,25 +401,69 @@ class _DensityAttention(nn.Module):
         return_weights / return_attention_details: also return the gates, shaped like x.
         return_intermediates: also return Intermediates(z, gate), so callers need not standardise again."""
         in_dtype = x.dtype if isinstance(x, torch.Tensor) else None
-        x, real, z, heads = self._standardise(x, mask)
-        if z is None:  # nothing to gate
-            gate, z = torch.ones_like(x), x.clone()
-        else:
-            gate = self._gate(z, heads).reshape(x.shape)
-            z = z.reshape(x.shape)
-            if real is not None:
-                gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched
-        y = (x * gate).to(in_dtype)
+        want_details = return_weights or return_attention_details or return_intermediates
+        done = self._fused_forward(x, mask, want_details) if self.fused else None
+        y, gate, z = done if done is not None else self._eager_forward(x, mask)
+        y = y.to(in_dtype)
         if return_intermediates:
             return y, Intermediates(z, gate)
         if return_weights or return_attention_details:
             return y, gate.to(in_dtype)
         return y
 
+    def _eager_forward(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """(y, gate, z), y and gate in float32 when x came in half precision."""
+        x, real, z, heads = self._standardise(x, mask)
+        if z is None:  # nothing to gate
+            return x.clone(), torch.ones_like(x), x.clone()
+        gate = self._gate(z, heads).reshape(x.shape)
+        if real is not None:
+            gate = gate.masked_fill(~real, 1.0)  # padding passes through untouched
+        return x * gate, gate, z.reshape(x.shape)
+
+    def _fused_forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_details: bool):
+        """(y, gate, z) from the fused kernel, or None where the eager path must run (see daam/fused.py)."""
+        if not isinstance(x, torch.Tensor) or x.dtype == torch.float64 or x.numel() == 0:
+            return None
+        if x.device.type != "cpu":
+            if getattr(self, "_compiled_forward", None) is None:
+                self._compiled_forward = fused.compiled(self._eager_forward)
+            return self._compiled_forward(x, mask)
+        norm_axis, param_axis = self._check_input(x)
+        if (self.head_axis is not None and param_axis == norm_axis) or fused.cpu_kernel() is None:
+            return None  # heads along the statistics' own axis: the kernel wants one head per segment
+        real = self._real_mask(x, mask)
+        shape = x.shape
+        A, N, B = math.prod(shape[:norm_axis]), shape[norm_axis], math.prod(shape[norm_axis + 1:])
+        H, size = self.num_heads, shape[param_axis]
+        rows_a, rows_n = torch.zeros(A, dtype=torch.int32), torch.zeros(N, dtype=torch.int32)
+        per_head = self._parameter_table()  # (heads, 3, K)
+        segments = torch.tensor([0, N])
+        if self.head_axis is None:  # heads are chunks of the normalisation axis: one segment each
+            segments = torch.cat([torch.arange(H) * (N // H), torch.tensor([N])])
+            rows_n, table = head_index(N, H), per_head[..., None]
+        elif param_axis < norm_axis:
+            stride = math.prod(shape[param_axis + 1:norm_axis])
+            rows_a, table = head_index(size, H)[torch.arange(A) // stride % size], per_head[..., None]
+        else:  # heads along B: every column b gets its head's parameters
+            stride = math.prod(shape[param_axis + 1:])
+            table = per_head[head_index(size, H)[torch.arange(B) // stride % size]].permute(1, 2, 0)[None]
+        layout = fused.Layout(A, N, B, segments, rows_a, rows_n, self.eps)
+        real3 = None if real is None else real.reshape(A, N, B).to(torch.uint8).contiguous()
+        y, gate, z = fused.FusedDensity.apply(x.float().reshape(A, N, B), real3, table.float(), layout, want_details)
+        return y.reshape(shape), gate.reshape(shape) if want_details else None, z.reshape(shape) if want_details else None
+
+    def _parameter_table(self) -> torch.Tensor:
+        """Per head, (offset, -1/(2 scale^2), log weight) of each component: (heads, 3, K); the product is one."""
+        if self.mode == "product":
+            centre, scale, peak = self.collapsed_gaussian()
+            return torch.stack([centre, -0.5 / scale.square(), peak.log()], 1)[..., None]
+        return torch.stack([self.mean_offsets, -0.5 / self.scales.square(), torch.log_softmax(self.mixture_logits, -1)], 1)
+
     def extra_repr(self) -> str:
         return (
             f"norm_axis={self.norm_axis}, num_heads={self.num_heads}, num_densities={self.num_densities}, "
-            f"mode={self.mode!r}, head_axis={self.head_axis}, eps={self.eps}"
+            f"mode={self.mode!r}, head_axis={self.head_axis}, eps={self.eps}, fused={self.fused}"
         )
 
 
@@ -409,9 +499,10 @@ class DensityAdaptiveAttention(_DensityAttention):
         mean_offset_init: float = 0.0,
         eps: float = 1e-8,
         mode: str = "mixture",
+        fused: bool = False,
     ) -> None:
         _check_positive_int("num_heads", num_heads)
-        super().__init__(norm_axis, 1, num_densities, padding_value, mean_offset_init, eps, mode)
+        super().__init__(norm_axis, 1, num_densities, padding_value, mean_offset_init, eps, mode, fused=fused)
 
 
 class MultiHeadDensityAdaptiveAttention(_DensityAttention):
@@ -427,8 +518,9 @@ class MultiHeadDensityAdaptiveAttention(_DensityAttention):
         mode: str = "mixture",
         head_axis: int | None = None,
         mean_offset_init: float = 0.0,
+        fused: bool = False,
     ) -> None:
-        super().__init__(norm_axis, num_heads, num_densities, padding_value, mean_offset_init, eps, mode, head_axis)
+        super().__init__(norm_axis, num_heads, num_densities, padding_value, mean_offset_init, eps, mode, head_axis, fused)
 
 
 class DensityBlock(nn.Module):
@@ -443,6 +535,7 @@ class DensityBlock(nn.Module):
         padding_value: float | None = None,
         eps: float = 1e-8,
         mode: str = "mixture",
+        fused: bool = False,
     ) -> None:
         super().__init__()
         _check_positive_int("num_layers", num_layers)
@@ -452,7 +545,7 @@ class DensityBlock(nn.Module):
                 raise ValueError(f"{name} must be a list of num_layers={num_layers} entries, got {got}")
         self.padding_value = padding_value
         self.layers = nn.ModuleList(
-            MultiHeadDensityAdaptiveAttention(axis, heads, k, padding_value, eps, mode)
+            MultiHeadDensityAdaptiveAttention(axis, heads, k, padding_value, eps, mode, fused=fused)
             for axis, heads, k in zip(norm_axes, num_heads, num_densities)
         )
 
@@ -476,19 +569,19 @@ class DensityBlock(nn.Module):
 # Gaussian-named twins of the original GaussianAdaptiveAttention release.
 class GaussianAdaptiveAttention(DensityAdaptiveAttention):
     def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
-                 mean_offset_init: float = 0.0, eps: float = 1e-8, mode: str = "mixture") -> None:
-        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps, mode)
+                 mean_offset_init: float = 0.0, eps: float = 1e-8, mode: str = "mixture", fused: bool = False) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps, mode, fused)
 
 
 class MultiHeadGaussianAdaptiveAttention(MultiHeadDensityAdaptiveAttention):
     def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
                  eps: float = 1e-8, mode: str = "mixture", head_axis: int | None = None,
-                 mean_offset_init: float = 0.0) -> None:
-        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mode, head_axis, mean_offset_init)
+                 mean_offset_init: float = 0.0, fused: bool = False) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mode, head_axis, mean_offset_init, fused)
 
 
 class GaussianBlock(DensityBlock):
     def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_gaussians: Sequence[int],
                  num_layers: int, padding_value: float | None = None, eps: float = 1e-8,
-                 mode: str = "mixture") -> None:
-        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps, mode)
+                 mode: str = "mixture", fused: bool = False) -> None:
+        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps, mode, fused)

@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from . import fused
 from .attention import _LOW_PRECISION, _check_positive_int, _resolve_axis, head_index
 
 
@@ -82,6 +83,13 @@ def normalised_product_gate(x: torch.Tensor, norm_axis: int, offsets: torch.Tens
     return gate.reshape(x.shape)
 
 
+_compiled_gate = fused.compiled(normalised_product_gate)  # fused=True: compiled on first use, cached by inductor
+
+
+def _gate(module: nn.Module, *args) -> torch.Tensor:
+    return (_compiled_gate if module.fused else normalised_product_gate)(*args)
+
+
 def _apply(x: torch.Tensor, gate: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
     y = x * gate.to(x.dtype)
     return y if real is None else torch.where(real, y, x)
@@ -91,7 +99,7 @@ class _OriginalHead(nn.Module):
     """One head of the original: the whole normalisation axis, K densities."""
 
     def __init__(self, norm_axis: int, num_heads: int, num_densities: int, padding_value: float | None = None,
-                 mean_offset_init: float = 0.0, eps: float = 1e-8) -> None:
+                 mean_offset_init: float = 0.0, eps: float = 1e-8, *, fused: bool = False) -> None:
         super().__init__()
         if not isinstance(norm_axis, int) or isinstance(norm_axis, bool):
             raise ValueError(f"norm_axis must be an int, got {norm_axis!r}")
@@ -100,13 +108,14 @@ class _OriginalHead(nn.Module):
         if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         self.norm_axis, self.num_heads, self.padding_value, self.eps = norm_axis, num_heads, padding_value, float(eps)
+        self.fused = bool(fused)  # through torch.compile (daam/fused.py)
         self.mean_offsets = nn.Parameter(torch.full((num_densities,), float(mean_offset_init)))
         self.c = nn.Parameter(torch.randn(num_densities))
 
     def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
         """y = x * gate; with return_attention_details also the gate (detached). mask: True = real entry."""
         real = _real_entries(x, self.padding_value, mask)
-        gate = normalised_product_gate(x, self.norm_axis, self.mean_offsets[None], self.c[None], real, self.eps)
+        gate = _gate(self, x, self.norm_axis, self.mean_offsets[None], self.c[None], real, self.eps)
         y = _apply(x, gate, real)
         return (y, gate.detach()) if return_attention_details else y
 
@@ -117,10 +126,11 @@ class _OriginalMultiHead(nn.Module):
     head_class = _OriginalHead
 
     def __init__(self, norm_axis: int, num_heads: int, num_densities: int, padding_value: float | None = None,
-                 eps: float = 1e-8, *, mean_offset_init: float = 0.0) -> None:
+                 eps: float = 1e-8, *, mean_offset_init: float = 0.0, fused: bool = False) -> None:
         super().__init__()
         _check_positive_int("num_heads", num_heads)
         self.norm_axis, self.num_heads, self.padding_value, self.eps = norm_axis, num_heads, padding_value, float(eps)
+        self.fused = bool(fused)
         self.attention_heads = nn.ModuleList(
             self.head_class(norm_axis, num_heads, num_densities, padding_value, mean_offset_init, eps)
             for _ in range(num_heads))
@@ -129,7 +139,7 @@ class _OriginalMultiHead(nn.Module):
         real = _real_entries(x, self.padding_value, mask)
         offsets = torch.stack([h.mean_offsets for h in self.attention_heads])  # (heads, K)
         c = torch.stack([h.c for h in self.attention_heads])
-        gate = normalised_product_gate(x, self.norm_axis, offsets, c, real, self.eps)
+        gate = _gate(self, x, self.norm_axis, offsets, c, real, self.eps)
         y = _apply(x, gate, real)
         return (y, gate.detach()) if return_attention_details else y
 
@@ -140,7 +150,7 @@ class _OriginalBlock(nn.Module):
     layer_class = _OriginalMultiHead
 
     def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_densities: Sequence[int],
-                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8) -> None:
+                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8, *, fused: bool = False) -> None:
         super().__init__()
         _check_positive_int("num_layers", num_layers)
         if not (len(norm_axes) == len(num_heads) == len(num_densities) == num_layers):
@@ -148,7 +158,7 @@ class _OriginalBlock(nn.Module):
                              f"num_layers={num_layers}, got {len(norm_axes)}, {len(num_heads)}, {len(num_densities)}")
         self.padding_value = padding_value
         self.layers = nn.ModuleList(
-            self.layer_class(axis, heads, k, padding_value, eps)
+            self.layer_class(axis, heads, k, padding_value, eps, fused=fused)
             for axis, heads, k in zip(norm_axes, num_heads, num_densities))
 
     def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
@@ -175,21 +185,22 @@ class DensityBlock(_OriginalBlock):
 
 class GaussianAdaptiveAttention(_OriginalHead):
     def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
-                 mean_offset_init: float = 0.0, eps: float = 1e-8) -> None:
-        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps)
+                 mean_offset_init: float = 0.0, eps: float = 1e-8, *, fused: bool = False) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps, fused=fused)
 
 
 class MultiHeadGaussianAdaptiveAttention(_OriginalMultiHead):
     head_class = GaussianAdaptiveAttention
 
     def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
-                 eps: float = 1e-8, *, mean_offset_init: float = 0.0) -> None:
-        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mean_offset_init=mean_offset_init)
+                 eps: float = 1e-8, *, mean_offset_init: float = 0.0, fused: bool = False) -> None:
+        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mean_offset_init=mean_offset_init,
+                         fused=fused)
 
 
 class GaussianBlock(_OriginalBlock):
     layer_class = MultiHeadGaussianAdaptiveAttention
 
     def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_gaussians: Sequence[int],
-                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8) -> None:
-        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps)
+                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8, *, fused: bool = False) -> None:
+        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps, fused=fused)

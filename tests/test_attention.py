@@ -63,13 +63,18 @@ def test_vectorised_matches_loop_reference(mode, shape, norm_axis, heads, head_a
     assert p["offsets"].shape == p["scales"].shape == p["weights"].shape == (heads, 3)
 
 
-def test_mixture_backward_matches_finite_differences():
+def _mixture_gate_inputs():
+    """z (A, P, B) and per-position parameters (K, 1, P, 1), in float64 for the numerical checks."""
     torch.manual_seed(0)
     z = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
-    offsets = torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True)
-    neg_inv_two_var = (-torch.rand(3, 1, 2, dtype=torch.float64) - 0.3).requires_grad_()
-    log_w = torch.log_softmax(torch.randn(3, 1, 2, dtype=torch.float64), -1).requires_grad_()
-    assert torch.autograd.gradcheck(_MixtureGate.apply, (z, offsets, neg_inv_two_var, log_w))
+    offsets = torch.randn(2, 1, 3, 1, dtype=torch.float64, requires_grad=True)
+    neg_inv_two_var = (-torch.rand(2, 1, 3, 1, dtype=torch.float64) - 0.3).requires_grad_()
+    log_w = torch.log_softmax(torch.randn(2, 1, 3, 1, dtype=torch.float64), 0).requires_grad_()
+    return z, offsets, neg_inv_two_var, log_w
+
+
+def test_mixture_backward_matches_finite_differences():
+    assert torch.autograd.gradcheck(_MixtureGate.apply, _mixture_gate_inputs())
 
 
 def test_product_mode_equals_its_collapsed_gaussian():
@@ -305,9 +310,4 @@ def test_non_finite_or_huge_padding_never_reaches_the_real_entries(pad, mode):
 
 
 def test_the_mixture_gate_has_a_second_derivative():
-    torch.manual_seed(0)
-    z = torch.randn(2, 3, 4, dtype=torch.double, requires_grad=True)
-    offsets = torch.randn(3, 1, 2, dtype=torch.double, requires_grad=True)
-    neg_inv_two_var = (-0.5 - torch.rand(3, 1, 2, dtype=torch.double)).requires_grad_(True)
-    log_w = torch.log_softmax(torch.randn(3, 1, 2, dtype=torch.double), -1).requires_grad_(True)
-    assert torch.autograd.gradgradcheck(_MixtureGate.apply, (z, offsets, neg_inv_two_var, log_w))
+    assert torch.autograd.gradgradcheck(_MixtureGate.apply, _mixture_gate_inputs())
