@@ -24,6 +24,7 @@ import torch
 import viz
 from daam import InputError, load_pretrained
 from daam.audio import MAX_SECONDS, WINDOW_S
+from daam.compare import compare_input, load_comparison, load_mechanisms
 from daam.explanation import Explanation
 from daam.faithfulness import CASES as CHECKABLE_KINDS
 from daam.faithfulness import check as deletion_check
@@ -151,6 +152,44 @@ def explain_audio(audio: str) -> dict:
 API = {"text": explain_text, "image": explain_image, "audio": explain_audio}  # /explain_<modality>
 
 
+@functools.cache
+def _mechanisms(modality: str) -> dict:
+    """DAAM and the comparison's trained heads for a modality, loaded on first use (small files)."""
+    mechanisms = load_mechanisms(CHECKPOINTS / modality, _model(modality))
+    if len(mechanisms) < 2:
+        raise InputError(f"No comparison is installed for the {modality} checkpoint yet "
+                         f"(python -m daam.compare {modality} makes one).")
+    return mechanisms
+
+
+@gpu
+def _compare(modality: str, value) -> dict:
+    _model(modality)  # a missing checkpoint is the first thing to say
+    value = _check_input(MODALITIES[modality].input_kind, value)
+    return compare_input(_mechanisms(modality), value) | {"modality": modality}
+
+
+@_user_errors
+def compare_text(text: str) -> dict:
+    """Every mechanism of the comparison on a sentence: rows of name, predicted_label, probabilities, position_weights."""
+    return _compare("text", text)
+
+
+@_user_errors
+def compare_image(image: str) -> dict:
+    """Every mechanism of the comparison on an image file: rows of name, predicted_label, probabilities, position_weights."""
+    return _compare("image", image)
+
+
+@_user_errors
+def compare_audio(audio: str) -> dict:
+    """Every mechanism of the comparison on an audio file: rows of name, predicted_label, probabilities, position_weights."""
+    return _compare("audio", audio)
+
+
+COMPARE_API = {"text": compare_text, "image": compare_image, "audio": compare_audio}  # /compare_<modality>
+
+
 # ---------------------------------------------------------------------------- views
 def _head_choices(heads: int) -> list[str]:
     return [MEAN_OF_HEADS] + [f"head {h}" for h in range(heads)]
@@ -259,9 +298,19 @@ class UploadedImage(gr.Image):
         return super().preprocess(payload)
 
 
-def _input(name: str):
-    """The input widget of a modality's input kind, and the widgets that show what the model saw."""
+def _input(name: str, compare: bool = False):
+    """The input widget of a modality's input kind, and the widgets that show what the model saw (None in the
+    Compare tab, whose widgets are named compare-<modality>-...)."""
     kind = MODALITIES[name].input_kind
+    if compare:
+        elem_id = f"compare-{name}-input"
+        if kind == "text":
+            return gr.Textbox(label="Sentence (Enter to compare)", lines=1, max_lines=12, max_length=MAX_TEXT_CHARS,
+                              elem_id=elem_id, placeholder="A warm, funny and beautifully acted film."), None
+        if kind == "image":
+            return UploadedImage(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                 label="Image", elem_id=elem_id, height=260), None
+        return gr.Audio(type="filepath", sources=["upload", "microphone"], label="Clip", elem_id=elem_id), None
     if kind == "text":  # one line that grows: Enter explains, Shift+Enter starts a new line
         return gr.Textbox(label="Sentence (Enter to explain, Shift+Enter for a new line)", lines=1, max_lines=12,
                           max_length=MAX_TEXT_CHARS, elem_id=f"{name}-input",
@@ -419,11 +468,12 @@ def _trust_panel(name: str, source) -> None:
 
 def _examples(name: str) -> list[tuple[str, str]]:
     """(input, button label) pairs: the sentences themselves; for files, what they are and the expected answer."""
-    from daam.examples import TEXT_EXAMPLES, example_label
+    from daam.examples import example_inputs, example_label
 
+    inputs = example_inputs(name)
     if MODALITIES[name].input_kind == "text":
-        return [(text, text) for text in TEXT_EXAMPLES.values()]
-    return [(str(p), example_label(p)) for p in sorted((ROOT / "examples").glob(f"{name}_*")) if p.suffix != ".json"]
+        return [(text, text) for text in inputs]
+    return [(path, example_label(Path(path))) for path in inputs]
 
 
 def _playground_tab() -> tuple:
@@ -445,6 +495,92 @@ def _playground_tab() -> tuple:
         control.change(playground, [mode, *sliders], outputs, api_visibility="private")
     source.change(playground_start, source, sliders, api_visibility="private")
     return mode, sliders, outputs
+
+
+COMPARE_COLUMNS = ["mechanism", "accuracy", "± sd", "macro-F1", "params", "ms/item", "drop @20%"]
+
+
+def _comparison_rows(comparison: dict) -> list[list]:
+    return [[r["name"], r["accuracy_mean"], r["accuracy_sd"], round(r["macro_f1"], 4), r["parameters"],
+             r["ms_per_item"], r["faithfulness"]] for r in comparison["mechanisms"]]
+
+
+def _comparison_summary(comparison: dict) -> str:
+    """Where DAAM stands, in words: what beats it on accuracy and on the deletion test."""
+    rows = comparison["mechanisms"]
+    daam = next(r for r in rows if r["name"] == "daam")
+    better = [r["name"] for r in rows if r["accuracy_mean"] > daam["accuracy_mean"]]
+    f = comparison["faithfulness"]
+    sharper = [r["name"] for r in rows if r["faithfulness"] > daam["faithfulness"]]
+    accuracy = (f"DAAM loses on accuracy to {', '.join(better)}." if better
+                else "No mechanism beats DAAM's test accuracy.")
+    deletion = (f"On the deletion test (*drop @20%*), removing the 20% of {f['unit']} a mechanism weights most "
+                f"lowers its prediction by the figure in the table (random {f['unit']}: {f['random']:.3f}); "
+                + (f"{', '.join(sharper)} point at what matters more than DAAM's raw gate does." if sharper
+                   else "DAAM's raw gate points at what matters most."))
+    return (f"**{comparison['task']}** — {len(rows)} mechanisms in DAAM's place, same features, split and budget, "
+            f"seeds {comparison['seeds']} (mean ± sd on the test split). {accuracy} {deletion} "
+            f"Reproduce: `{comparison['command']}`.")
+
+
+def _compare_verdict(result: dict) -> str:
+    rows = result["rows"]
+    daam = rows[0]["predicted_label"]
+    agree = sum(r["predicted_label"] == daam for r in rows[1:])
+    return f"DAAM predicts **{daam}**; {agree} of the other {len(rows) - 1} mechanisms agree."
+
+
+def _compare_tab(models: dict, missing: dict) -> None:
+    gr.Markdown("DAAM beside other attention and pooling mechanisms trained in its place on the same frozen "
+                "features: accuracy, cost, convergence, and where each one looks on your own input.")
+    with gr.Tabs():
+        for name, entry in MODALITIES.items():
+            with gr.Tab(entry.title, elem_id=f"compare-{name}"):
+                comparison = load_comparison(CHECKPOINTS / name) if name in models else None
+                if comparison is None:
+                    gr.Markdown(missing.get(name) or f"No comparison for this checkpoint yet: "
+                                f"`python -m daam.compare {name}` makes one.")
+                    continue
+                gr.Markdown(_comparison_summary(comparison))
+                gr.Dataframe(_comparison_rows(comparison), headers=COMPARE_COLUMNS, interactive=False,
+                             elem_id=f"compare-{name}-table", label="Mechanisms (click a header to sort)")
+                with gr.Row():
+                    with gr.Column(min_width=400):
+                        gr.Plot(viz.accuracy_vs_cost(comparison["mechanisms"]))
+                    with gr.Column(min_width=400):
+                        gr.Plot(viz.mechanism_curves(comparison["mechanisms"]))
+                _compare_input(name)
+
+
+def _compare_input(name: str) -> None:
+    """The per-input comparison: one input, every mechanism's prediction and weights on one scale."""
+    kind = MODALITIES[name].input_kind
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=320):
+            source, _ = _input(name, compare=True)
+        with gr.Column(scale=1, min_width=200):
+            button = gr.Button("Compare on this input", variant="primary", elem_id=f"compare-{name}-run")
+    examples = _examples(name)
+    if examples:
+        gr.Examples([value for value, _ in examples], source,
+                    example_labels=None if kind == "image" else [label for _, label in examples])
+    verdict = gr.Markdown(elem_id=f"compare-{name}-verdict")
+    plot = gr.Plot(label="Where each mechanism looks", elem_id=f"compare-{name}-weights")
+
+    def show(value) -> dict:
+        try:
+            result = COMPARE_API[name](value)
+        except gr.Error as error:
+            gr.Warning(error.message)
+            return {verdict: f"**Nothing compared** — {error.message}", plot: None}
+        return {verdict: _compare_verdict(result), plot: viz.mechanism_weights(result, kind=kind)}
+
+    triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])
+    for trigger in triggers:
+        trigger(show, source, [verdict, plot], api_visibility="private")
+    if kind != "text":
+        hidden = gr.Button(visible=False)
+        hidden.click(COMPARE_API[name], _api_input(name), gr.JSON(visible=False), api_name=f"compare_{name}")
 
 
 CARD_SUMMARY_SECTIONS = 2  # a card's first sections (task and data, results) show; the rest fold away
@@ -488,12 +624,15 @@ def build() -> gr.Blocks:
                     _modality_tab(name, _examples(name))
                 else:
                     gr.Markdown(missing[name])
+        with gr.Tab("Compare"):
+            _compare_tab(models, missing)
         with gr.Tab("Playground"):
             mode, sliders, outputs = _playground_tab()
         with gr.Tab("Models"):
             _models_tab(models, missing)
         demo.load(playground, [mode, *sliders], outputs, api_visibility="private")
         gr.api(explain_text, api_name="explain_text")
+        gr.api(compare_text, api_name="compare_text")
     return demo
 
 

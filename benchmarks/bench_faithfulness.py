@@ -12,6 +12,8 @@ reports the recovery. AOPC is the mean over those fractions. Methods, with their
 - relevance: Explanation.position_relevance (one forward pass of the explained model, no backward)
 - raw gate: the mean over heads of Explanation.position_weights (what each head lets through)
 - random: uniformly random scores
+- attention pool: the weights of the softmax attention pooling head trained in DAAM's place (daam.compare; shipped
+  under checkpoints/<modality>/mechanisms/), where the checkpoint has one
 - occlusion: captum's FeatureAblation, one unit at a time (leave-one-out: one forward pass per unit)
 - integrated gradients: captum's (Layer)IntegratedGradients, 16 steps, from a [PAD] sequence / a black picture /
   silence (the log-mel's floor)
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daam import load_pretrained  # noqa: E402
 from daam.data import SPLIT_SEED, stratified_split  # noqa: E402
+from daam.compare import load_mechanisms, position_weights  # noqa: E402
 from daam.faithfulness import FRACTIONS, deletion_curves, unit_case  # noqa: E402
 
 
@@ -48,7 +51,15 @@ def occlusion(case, target: int) -> np.ndarray:
                                               perturbations_per_eval=case.units)[0].numpy()
 
 
-def scores_of(case, rng: np.random.Generator) -> tuple[dict, dict, int]:
+@torch.no_grad()
+def attention_pool(case, pool: torch.nn.Module) -> np.ndarray:
+    """The softmax attention pooling head's weight on each unit of the input."""
+    encoded = case.model.encoder([case.source])
+    _, weights = position_weights(pool, encoded.features.float(), encoded.mask)
+    return case.per_unit(weights[0, : int(encoded.mask[0].sum())].numpy())
+
+
+def scores_of(case, rng: np.random.Generator, pool: torch.nn.Module | None) -> tuple[dict, dict, int]:
     """Each method's score per unit and its cost in ms, and the predicted class."""
     started = time.perf_counter()
     explanation = case.model.explain(case.source)
@@ -57,8 +68,11 @@ def scores_of(case, rng: np.random.Generator) -> tuple[dict, dict, int]:
     scores = {"relevance": case.per_unit(explanation.position_relevance),
               "raw gate": case.per_unit(explanation.position_weights.mean(0)), "random": rng.random(case.units)}
     costs = {"relevance": explain_ms, "raw gate": explain_ms, "random": 0.0}
-    for name, method in (("occlusion", lambda: occlusion(case, target)),
-                         ("integrated gradients", lambda: case.integrated_gradients(target))):
+    methods = [("occlusion", lambda: occlusion(case, target)),
+               ("integrated gradients", lambda: case.integrated_gradients(target))]
+    if pool is not None:
+        methods.append(("attention pool", lambda: attention_pool(case, pool)))
+    for name, method in methods:
         started = time.perf_counter()
         scores[name] = method()
         costs[name] = (time.perf_counter() - started) * 1e3
@@ -95,11 +109,12 @@ def main() -> None:
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or Path(__file__).resolve().parents[1] / "checkpoints" / args.modality
     model = load_pretrained(checkpoint)
+    pool = load_mechanisms(checkpoint, model).get("softmax_attention")
     rng = np.random.default_rng(0)
     drops, gains, costs = {}, {}, {}
     for item in held_out(args.modality, args.items):
         case = unit_case(model, item)
-        scores, cost, target = scores_of(case, rng)
+        scores, cost, target = scores_of(case, rng, pool)
         for name, (drop, gain) in deletion_curves(case, scores, target).items():
             drops.setdefault(name, []).append(drop)
             gains.setdefault(name, []).append(gain)

@@ -37,6 +37,13 @@ EXAMPLE_LABELS = {
 }
 
 
+def example_inputs(modality: str) -> list:
+    """The shipped examples of a modality, as explain() takes them: sentences, or paths of the files."""
+    if modality == "text":
+        return list(TEXT_EXAMPLES.values())
+    return [str(p) for p in sorted(OUT.glob(f"{modality}_*")) if p.suffix not in (".json", ".md")]
+
+
 def example_label(path: Path) -> str:
     """An example file's button label: what it is and the expected answer (its file name if unknown)."""
     return EXAMPLE_LABELS.get(Path(path).stem, Path(path).name)

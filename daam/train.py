@@ -245,11 +245,10 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     return metrics
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m daam.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """The command line of a run on one modality's task (shared by daam.train and daam.compare)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modality", choices=sorted(MODALITIES))
-    parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--data", help="text: CSV with category,text columns; image: directory of Fashion-MNIST idx files")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seeds", type=int, default=3)
@@ -269,7 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--density-lr", type=float, help=f"peak rate of the density parameters (default {TrainSettings.density_lr})")
     parser.add_argument("--head-diversity", type=float, help="weight of the head-overlap penalty (default: the modality's)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def settings_for(args):
+    """The modality's registry entry and its TrainSettings, with the command line's overrides applied."""
     entry = modality(args.modality)
     settings = TrainSettings(**entry.train_defaults)
     settings.epochs = args.epochs or settings.epochs
@@ -278,6 +281,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         settings.epochs, args.seeds = 2, 2
         args.train_images, args.val_images, args.test_images = 1000, 200, 300
+    return entry, settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser("python -m daam.train", __doc__)
+    parser.add_argument("--out", required=True, help="checkpoint directory to write")
+    args = parser.parse_args(argv)
+    entry, settings = settings_for(args)
     run(*entry.resolve("task")(args), settings, args)
 
 

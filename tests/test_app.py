@@ -302,3 +302,41 @@ def test_an_unreadable_clip_is_described_without_internal_details():
     with pytest.raises(InputError) as error:
         decode_audio(b"this is not audio" * 50)
     assert "BytesIO" not in str(error.value) and "0x" not in str(error.value)
+
+
+def test_compare_text_endpoint_returns_every_mechanism_on_one_scale(app_url):
+    from gradio_client import Client
+
+    if not (ROOT / "checkpoints" / "text" / "comparison.json").exists():
+        pytest.skip("no text comparison")
+    client = Client(app_url, verbose=False)
+    sentence = "Smart, funny and surprisingly moving."
+    answer = client.predict(sentence, api_name="/compare_text")
+    direct = load_pretrained(ROOT / "checkpoints" / "text").explain(sentence)
+    rows = answer["rows"]
+    assert rows[0]["name"] == "daam" and rows[0]["predicted_label"] == direct.predicted_label and len(rows) >= 7
+    assert answer["position_labels"] == direct.position_labels
+    for row in rows:
+        assert {"name", "predicted_label", "probabilities", "position_weights"} <= set(row)
+        assert len(row["position_weights"]) == len(direct.position_labels)
+        assert abs(sum(row["position_weights"]) - 1) < 1e-3
+
+
+def test_browser_compares_mechanisms_on_a_sentence(app_url, tmp_path):
+    if not (ROOT / "checkpoints" / "text" / "comparison.json").exists():
+        pytest.skip("no text comparison")
+    with chromium_page(1200, 1000) as (page, errors):
+        page.goto(app_url)
+        page.get_by_role("tab", name="Compare").click()
+        table = page.locator("#compare-text-table").inner_text()
+        page.locator("#compare-text-input textarea").fill("A tedious, joyless slog.")
+        page.locator("#compare-text-run").click()
+        page.wait_for_function("document.querySelector('#compare-text-verdict').innerText.includes('DAAM predicts')",
+                               timeout=60000)
+        page.wait_for_function("document.querySelectorAll('#compare-text-weights .ytick text').length >= 7",
+                               timeout=30000)
+        rows = page.locator("#compare-text-weights .ytick text").all_text_contents()
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+    assert "daam" in table and "gated_attention" in table
+    assert len(rows) >= 7 and any(r.startswith("daam:") for r in rows)
+    assert errors == []

@@ -11,17 +11,18 @@ from daam.train import FeatureCache, TrainSettings, fit
 POSITIONS, LAYERS, DIM = 12, 2, 16
 
 
-def evidence_task(n: int, seed: int) -> tuple[FeatureCache, list[list[int]]]:
-    """Noise at every position, plus the class's direction at two random positions: the evidence."""
+def evidence_task(n: int, seed: int, marked: bool = False) -> tuple[FeatureCache, list[list[int]]]:
+    """Noise at every position, plus the class's direction at two random positions: the evidence. marked: the
+    evidence positions also share a class-free marker, so that one query can find them whatever the class."""
     g = torch.Generator().manual_seed(seed)
-    direction = torch.zeros(DIM)
-    direction[:4] = 1.5
+    direction, marker = torch.zeros(DIM), torch.zeros(DIM)
+    direction[:4], marker[4:8] = 1.5, 1.5 * marked
     items, labels, where = [], [], []
     for _ in range(n):
         label = int(torch.randint(2, (1,), generator=g))
         x = torch.randn(POSITIONS, LAYERS, DIM, generator=g)  # positions first, as FeatureCache stores them
         evidence = torch.randperm(POSITIONS, generator=g)[:2].tolist()
-        x[evidence] += (1 if label else -1) * direction
+        x[evidence] += (1 if label else -1) * direction + marker
         items.append(x.half())
         labels.append(label)
         where.append(evidence)

@@ -103,7 +103,7 @@ def test_figure_json_stays_within_budget_for_the_largest_inputs():
     w512 = rng.uniform(0, 1, (4, 512))
     figures = [
         viz.token_heatmap(tokens, w512),
-        viz.attention_comparison(tokens, w512, rng.dirichlet(np.ones(512), 4)),
+        viz.mechanism_weights(comparison(tokens, 7)),
         viz.mixture_curves({**DENSITY, "grid": np.linspace(-4, 4, 161),
                             "curve": rng.uniform(0, 1, (4, 161)), "components": rng.uniform(0, 1, (4, 3, 161))},
                            [rng.normal(size=1000) for _ in range(4)]),
@@ -201,3 +201,39 @@ def test_image_relevance_overlay_is_diverging_around_zero():
     heat = next(t for t in fig.data if isinstance(t, go.Heatmap))
     assert (heat.zmin, heat.zmax) == (-2, 2) and "relevance" in heat.hovertemplate
     np.testing.assert_allclose(np.asarray(heat.z).ravel(), relevance[0])
+
+
+def comparison(position_labels, mechanisms: int) -> dict:
+    """A compare_input-shaped dict: each mechanism's weights a distribution over the positions."""
+    n = len(position_labels)
+    return {"position_labels": list(position_labels), "labels": ["rotten", "fresh"],
+            "rows": [{"name": f"m{i}", "title": f"mechanism {i}", "predicted_label": "fresh",
+                      "probabilities": [0.3, 0.7], "position_weights": list(rng.dirichlet(np.ones(n)))}
+                     for i in range(mechanisms)]}
+
+
+def test_mechanism_weights_share_one_scale_and_name_each_prediction():
+    data = comparison(TOKENS, 3)
+    fig = viz.mechanism_weights(data)
+    heat = fig.data[0]
+    z = np.asarray(heat.z)
+    assert z.shape == (3, len(TOKENS)) and heat.zmin == 0 and heat.zmax == pytest.approx(z.max())
+    np.testing.assert_allclose(z[1], data["rows"][1]["position_weights"])
+    assert list(heat.y) == [f"m{i}: fresh (70%)" for i in range(3)]
+    grid = viz.mechanism_weights(comparison([f"cell {i}" for i in range(49)], 7), kind="image")
+    assert len(grid.data) == 7 and all(np.asarray(t.z).shape == (7, 7) for t in grid.data)
+    assert len({t.zmax for t in grid.data}) == 1  # one shared scale
+    data["rows"][2]["position_weights"] = [0.5, 0.5]
+    with pytest.raises(ValueError, match="m2 has 2 weights for 7 positions"):
+        viz.mechanism_weights(data)
+
+
+def test_convergence_and_cost_figures_hold_each_mechanisms_numbers():
+    rows = [{"name": "daam", "curve": [0.7, 0.75, 0.77], "accuracy_mean": 0.78, "accuracy_sd": 0.01,
+             "ms_per_item": 0.2, "parameters": 9000, "faithfulness": 0.03},
+            {"name": "mean", "curve": [0.72, 0.76, 0.76], "accuracy_mean": 0.77, "accuracy_sd": 0.004,
+             "ms_per_item": 0.05, "parameters": 800, "faithfulness": 0.05}]
+    curves = viz.mechanism_curves(rows)
+    assert [t.name for t in curves.data] == ["daam", "mean"] and list(curves.data[1].y) == [0.72, 0.76, 0.76]
+    cost = viz.accuracy_vs_cost(rows)
+    assert cost.layout.xaxis.type == "log" and cost.data[0].y[0] == 0.78 and cost.data[1].error_y.array[0] == 0.004

@@ -2,7 +2,7 @@
 
 from .explanation import POSITION_FIGURES, explanation_figures
 from .figures import (
-    attention_comparison,
+    accuracy_vs_cost,
     audio_view,
     deletion_check,
     display_tokens,
@@ -10,6 +10,8 @@ from .figures import (
     highlighted_text_html,
     image_overlay,
     layer_importance,
+    mechanism_curves,
+    mechanism_weights,
     mixture_curves,
     png_array,
     prediction_bars,
@@ -18,6 +20,6 @@ from .figures import (
     training_curves,
 )
 
-__all__ = ["POSITION_FIGURES", "attention_comparison", "audio_view", "deletion_check", "display_tokens", "explanation_figures",
-           "gated_sample", "highlighted_text_html", "image_overlay", "layer_importance", "mixture_curves", "png_array",
+__all__ = ["POSITION_FIGURES", "accuracy_vs_cost", "audio_view", "deletion_check", "display_tokens", "explanation_figures",
+           "gated_sample", "highlighted_text_html", "image_overlay", "layer_importance", "mechanism_curves", "mechanism_weights", "mixture_curves", "png_array",
            "prediction_bars", "relevance_heatmap", "token_heatmap", "training_curves"]

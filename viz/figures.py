@@ -432,34 +432,90 @@ def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[in
     return _layout(fig, title, 560)
 
 
-def attention_comparison(position_labels: Sequence[str], daam_weights, baseline_weights,
-                         baseline_name: str = "softmax attention pooling") -> go.Figure:
-    """DAAM's per-head weights beside the softmax baseline's attention over the same positions.
+def _mechanism_label(row: dict) -> str:
+    p = _array(f"{row['name']}.probabilities", row["probabilities"], 1)
+    return f"{row['name']}: {row['predicted_label']} ({p.max():.0%})"
 
-    Softmax weights sum to 1 over positions, DAAM gates do not, so each row is scaled to its own maximum."""
-    d = _array("daam_weights", daam_weights, 2)
-    b = _array("baseline_weights", baseline_weights, 2)
-    n = len(position_labels)
-    for name, arr in (("daam_weights", d), ("baseline_weights", b)):
-        if arr.shape[1] != n:
-            raise ValueError(f"{name} has {arr.shape[1]} positions but there are {n} position labels")
-    labels = display_tokens(position_labels)
-    layout, refs = _subplot_grid(2, 1, ["DAAM density weight (per head, row max = 1)", f"{baseline_name} (row max = 1)"],
-                                 vspace=0.14, shared_x=True)
-    traces = []
-    for row, (arr, kind) in enumerate(((d, "DAAM"), (b, "baseline"))):
-        x, y, _ = refs[row]
-        scaled = arr / np.where(arr.max(1, keepdims=True) > 0, arr.max(1, keepdims=True), 1)
-        traces.append(go.Heatmap(z=scaled, x=list(range(n)), y=[f"{kind} head {h}" for h in range(len(arr))],
-                                 colorscale=SCALE, zmin=0, zmax=1, showscale=row == 0, text=arr.astype(str),
-                                 customdata=np.array([labels] * len(arr)), colorbar=dict(title="relative"),
-                                 xaxis=x, yaxis=y, hovertemplate="%{y}<br>%{customdata}<br>weight %{text}<extra></extra>"))
-        layout[_axis(y)]["autorange"] = "reversed"
+
+def mechanism_weights(comparison: dict, kind: str = "text") -> go.Figure:
+    """Every mechanism's per-position weights for one input on one shared 0-to-max scale, its prediction beside it.
+
+    comparison: daam.compare.compare_input's dict, {"position_labels", "labels", "rows": [{"name", "title",
+    "predicted_label", "probabilities", "position_weights"}]}. Each mechanism's weights sum to 1 over the
+    positions (DAAM: its mean raw gate, normalised). Images (kind "image") get one small grid per mechanism."""
+    rows, labels = comparison["rows"], list(comparison["position_labels"])
+    if not rows:
+        raise ValueError("comparison has no rows")
+    weights = [_array(f"{r['name']}.position_weights", r["position_weights"], 1) for r in rows]
+    n = len(labels)
+    for r, w in zip(rows, weights):
+        if len(w) != n:
+            raise ValueError(f"{r['name']} has {len(w)} weights for {n} positions")
+    top = max(float(w.max()) for w in weights) or 1.0
+    names = [_mechanism_label(r) for r in rows]
+    if kind == "image":
+        side = _grid_side("position_weights", n)
+        cols = 4
+        grid_rows = -(-len(rows) // cols)
+        layout, refs = _subplot_grid(grid_rows, cols, names, hspace=0.04, vspace=0.1)
+        traces = []
+        for i, w in enumerate(weights):
+            x, y, _ = refs[i]
+            traces.append(go.Heatmap(z=w.reshape(side, side), colorscale=SCALE, zmin=0, zmax=top, showscale=i == 0,
+                                     colorbar=dict(title="weight"), xaxis=x, yaxis=y,
+                                     hovertemplate=f"{rows[i]['name']}<br>row %{{y}}, column %{{x}}<br>weight %{{z:.4f}}<extra></extra>"))
+            layout[_axis(y)].update(autorange="reversed", scaleanchor=x, showticklabels=False)
+            layout[_axis(x)].update(showticklabels=False)
+        for j in range(len(rows), grid_rows * cols):  # empty cells of the last row
+            x, y, _ = refs[j]
+            layout[_axis(x)]["visible"] = layout[_axis(y)]["visible"] = False
+        fig = go.Figure(data=traces, layout=layout)
+        fig.update_annotations(font_size=11)
+        return _layout(fig, "Where each mechanism looks: weight per cell (shared scale)", 60 + 230 * grid_rows)
+    shown = display_tokens(labels) if kind == "text" else labels
+    z = np.stack(weights)
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(n)), y=names, colorscale=SCALE, zmin=0, zmax=top,
+                               customdata=np.array([shown] * len(rows)), colorbar=dict(title="weight"),
+                               hovertemplate="%{y}<br>%{customdata}<br>weight %{z:.4f}<extra></extra>"))
     step = max(1, n // 60)
-    layout[_axis(refs[1][0])].update(tickvals=list(range(0, n, step)), ticktext=labels[::step], tickangle=-60,
-                                     title="position")
-    fig = go.Figure(data=traces, layout=layout)
-    return _layout(fig, "DAAM vs softmax attention over the same positions", 200 + 30 * (len(d) + len(b)))
+    fig.update_layout(xaxis=dict(title="position", tickvals=list(range(0, n, step)), ticktext=shown[::step],
+                                 tickangle=-60, **AXIS_STYLE),
+                      yaxis=dict(autorange="reversed", automargin=True, **AXIS_STYLE))
+    return _layout(fig, "Where each mechanism looks: weight per position (shared scale)", 160 + 34 * len(rows))
+
+
+def mechanism_curves(rows: Sequence[dict]) -> go.Figure:
+    """Validation accuracy per epoch of each mechanism (mean over seeds): how fast each converges."""
+    if not rows:
+        raise ValueError("rows is empty")
+    traces = []
+    for i, row in enumerate(rows):
+        curve = _array(f"{row['name']}.curve", row["curve"], 1)
+        traces.append(go.Scatter(x=list(range(1, len(curve) + 1)), y=curve, mode="lines+markers", name=row["name"],
+                                 line=dict(color=LINE_COLOURS[i % len(LINE_COLOURS)], width=3 if i == 0 else 2),
+                                 hovertemplate=f"{row['name']}<br>epoch %{{x}}<br>val accuracy %{{y:.4f}}<extra></extra>"))
+    fig = go.Figure(data=traces, layout=dict(xaxis=dict(title="epoch", dtick=1, **AXIS_STYLE),
+                                             yaxis=dict(title="validation accuracy (mean over seeds)", **AXIS_STYLE)))
+    return _layout(fig, "Convergence", 380)
+
+
+def accuracy_vs_cost(rows: Sequence[dict]) -> go.Figure:
+    """Test accuracy (mean ± sd over seeds) against the head's cost per item, one marker per mechanism."""
+    if not rows:
+        raise ValueError("rows is empty")
+    traces = []
+    for i, row in enumerate(rows):
+        traces.append(go.Scatter(
+            x=[row["ms_per_item"]], y=[row["accuracy_mean"]], mode="markers", name=row["name"],
+            error_y=dict(type="data", array=[row["accuracy_sd"]]),
+            marker=dict(size=13, color=LINE_COLOURS[i % len(LINE_COLOURS)], symbol="diamond" if i == 0 else "circle"),
+            customdata=[[row["parameters"], row["faithfulness"], row["accuracy_sd"]]],
+            hovertemplate=(f"{row.get('title', row['name'])}<br>accuracy %{{y:.4f}} ± %{{customdata[2]:.4f}}"
+                           "<br>%{x:.3f} ms per item<br>%{customdata[0]:,} parameters"
+                           "<br>deletion drop at 20%: %{customdata[1]:.3f}<extra></extra>")))
+    fig = go.Figure(data=traces, layout=dict(xaxis=dict(title="ms per item (head on cached features, log)", type="log", **AXIS_STYLE),
+                                             yaxis=dict(title="test accuracy (mean ± sd over seeds)", **AXIS_STYLE)))
+    return _layout(fig, "Accuracy against cost", 420)
 
 
 def gated_sample(x, gate) -> go.Figure:
