@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,12 @@ def load_mechanisms(checkpoint: str | Path, daam: DAAMClassifier) -> dict[str, n
         path = directory / f"{name}.safetensors"
         if name != "daam" and path.exists():
             model = MechanismClassifier(MechanismConfig.beside(name, daam.config))
-            model.load_state_dict(load_file(str(path)))
+            try:
+                model.load_state_dict(load_file(str(path)))
+            except Exception as error:  # noqa: BLE001 — unreadable, or saved by an older version of the head
+                warnings.warn(f"{path} does not load ({str(error)[:200]}); run python -m daam.compare "
+                              f"{daam.config.modality} --mechanisms {name} to train it again", RuntimeWarning)
+                continue
             model.set_encoder(daam.encoder)
             out[name] = model.to(daam.device).eval()
     return out

@@ -84,3 +84,21 @@ def test_every_shipped_mechanism_runs_on_one_input_beside_daam(modality):
         assert len(row["position_weights"]) == n and abs(sum(row["position_weights"]) - 1) < 1e-3
         assert row["predicted_label"] in result["labels"]
     assert result["rows"][0]["predicted_label"] == daam.explain(item).predicted_label
+
+
+def test_a_head_that_does_not_load_is_skipped_with_a_warning(tmp_path):
+    import shutil
+
+    from daam import load_pretrained
+
+    source = ROOT / "checkpoints" / "text"
+    if not (source / "comparison.json").exists():
+        pytest.skip("no text comparison")
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(source / name, tmp_path / name)
+    shutil.copytree(source / "mechanisms", tmp_path / "mechanisms")
+    (tmp_path / "mechanisms" / "mean.safetensors").write_bytes(b"not a safetensors file")
+    daam = load_pretrained(tmp_path)
+    with pytest.warns(RuntimeWarning, match="mean.safetensors does not load"):
+        mechanisms = load_mechanisms(tmp_path, daam)
+    assert "mean" not in mechanisms and "softmax_attention" in mechanisms and "daam" in mechanisms

@@ -9,6 +9,8 @@ separate real-speech test set (a HeldOutSet), never used to train or select."""
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import random
 import shutil
 import subprocess
@@ -148,6 +150,12 @@ def real_letter_clips(root: Path = Path(KLETTRES)) -> tuple[list[Path], list[int
     return clips, [LETTERS.index(c.stem.upper()) for c in clips]
 
 
+def _run_job(work):
+    torch.set_num_threads(1)  # one worker per core
+    synthesise, job = work
+    return synthesise(job)
+
+
 def task(args):
     for program, package in (("espeak-ng", "espeak-ng"), ("flite", "flite"),
                              ("text2wave", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")):
@@ -172,8 +180,13 @@ def task(args):
                                                int(speaker_rng.integers(2**31))))
              for program, splits in speaker_voices.items() for name, voices in splits.items() for voice in voices]
     inputs, targets, voices, split = [], [], [], {"train": [], "val": [], "test": []}
-    for name, synthesise, job in tqdm(jobs, desc="synthesising voices", unit="voice"):
-        for label, clip in synthesise(job):
+    # Each job has its own seed, so the voices come out the same whichever process makes them (up to float rounding
+    # in torchaudio's filters, ~1e-7, which depends on the thread count anyway); imap keeps their order.
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1) as pool:
+        made = list(tqdm(pool.imap(_run_job, [(synthesise, job) for _, synthesise, job in jobs]), total=len(jobs),
+                         desc="synthesising voices", unit="voice"))
+    for (name, _, job), clips in zip(jobs, made):
+        for label, clip in clips:
             split[name].append(len(inputs))
             inputs.append(clip)
             targets.append(label)
