@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
