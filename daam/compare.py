@@ -204,7 +204,8 @@ def run(task, encoder: nn.Module, config, settings, args) -> dict:
         reports = [classification_report(y_test, predict(model, cache, test)[0], task.labels) for _, model, _ in runs]
         chosen = runs[best_on_validation(runs)][1]
         chosen.set_encoder(encoder)
-        save_file({k: v.detach().contiguous() for k, v in chosen.state_dict().items()},
+        # float16 on disk keeps a head to a few hundred KB (the image heads carry their own stage projections)
+        save_file({k: v.detach().half().contiguous() for k, v in chosen.state_dict().items()},
                   str(checkpoint / "mechanisms" / f"{name}.safetensors"), metadata={"format": "pt"})
         accuracy = mean_sd([r["accuracy"] for r in reports])
         rows.append({"name": name, "title": MECHANISM_NAMES[name], "accuracy_mean": accuracy["mean"],
