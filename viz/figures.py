@@ -457,15 +457,16 @@ def mechanism_weights(comparison: dict, kind: str = "text") -> go.Figure:
         side = _grid_side("position_weights", n)
         cols = 4
         grid_rows = -(-len(rows) // cols)
-        layout, refs = _subplot_grid(grid_rows, cols, names, hspace=0.04, vspace=0.1)
+        titles = [name.replace(": ", "<br>", 1) for name in names]  # two short lines fit a quarter of 800 px
+        layout, refs = _subplot_grid(grid_rows, cols, titles, hspace=0.04, vspace=0.14)
         traces = []
         for i, w in enumerate(weights):
             x, y, _ = refs[i]
             traces.append(go.Heatmap(z=w.reshape(side, side), colorscale=SCALE, zmin=0, zmax=top, showscale=i == 0,
                                      colorbar=dict(title="weight"), xaxis=x, yaxis=y,
                                      hovertemplate=f"{rows[i]['name']}<br>row %{{y}}, column %{{x}}<br>weight %{{z:.4f}}<extra></extra>"))
-            layout[_axis(y)].update(autorange="reversed", scaleanchor=x, showticklabels=False)
-            layout[_axis(x)].update(showticklabels=False)
+            layout[_axis(y)].update(autorange="reversed", scaleanchor=x, showticklabels=False, showgrid=False, zeroline=False)
+            layout[_axis(x)].update(showticklabels=False, showgrid=False, zeroline=False)
         for j in range(len(rows), grid_rows * cols):  # empty cells of the last row
             x, y, _ = refs[j]
             layout[_axis(x)]["visible"] = layout[_axis(y)]["visible"] = False
