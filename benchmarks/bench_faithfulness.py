@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daam import load_pretrained  # noqa: E402
 from daam.data import SPLIT_SEED, stratified_split  # noqa: E402
-from daam.compare import load_mechanisms, position_weights  # noqa: E402
+from daam.compare import load_mechanisms, unit_weights  # noqa: E402
 from daam.faithfulness import FRACTIONS, deletion_curves, unit_case  # noqa: E402
 
 
@@ -51,14 +51,6 @@ def occlusion(case, target: int) -> np.ndarray:
                                               perturbations_per_eval=case.units)[0].numpy()
 
 
-@torch.no_grad()
-def attention_pool(case, pool: torch.nn.Module) -> np.ndarray:
-    """The softmax attention pooling head's weight on each unit of the input."""
-    encoded = case.model.encoder([case.source])
-    _, weights = position_weights(pool, encoded.features.float(), encoded.mask)
-    return case.per_unit(weights[0, : int(encoded.mask[0].sum())].numpy())
-
-
 def scores_of(case, rng: np.random.Generator, pool: torch.nn.Module | None) -> tuple[dict, dict, int]:
     """Each method's score per unit and its cost in ms, and the predicted class."""
     started = time.perf_counter()
@@ -71,7 +63,7 @@ def scores_of(case, rng: np.random.Generator, pool: torch.nn.Module | None) -> t
     methods = [("occlusion", lambda: occlusion(case, target)),
                ("integrated gradients", lambda: case.integrated_gradients(target))]
     if pool is not None:
-        methods.append(("attention pool", lambda: attention_pool(case, pool)))
+        methods.append(("attention pool", lambda: unit_weights(pool, case)[1]))
     for name, method in methods:
         started = time.perf_counter()
         scores[name] = method()

@@ -47,6 +47,26 @@ def _resolve_axis(name: str, axis: int, ndim: int, shape: torch.Size) -> int:
     return axis % ndim
 
 
+def real_entries(x: torch.Tensor, padding_value: float | None, mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Which entries of x are real, shaped like x: an explicit boolean mask (broadcast to x) wins over
+    padding_value (NaN padding is found with isnan); None when every entry is real."""
+    if mask is not None:
+        mask = torch.as_tensor(mask, device=x.device)
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be boolean (True = real entry), got dtype {mask.dtype}")
+        try:
+            return torch.broadcast_to(mask, x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the input shape {tuple(x.shape)}"
+            ) from None
+    if padding_value is None:
+        return None
+    if isinstance(padding_value, float) and math.isnan(padding_value):
+        return ~torch.isnan(x)
+    return x != padding_value
+
+
 def head_index(size: int, num_heads: int, device: torch.device | None = None) -> torch.Tensor:
     """Head of each of `size` entries: chunks of size // num_heads, the last head takes the remainder."""
     chunk = size // num_heads
@@ -294,21 +314,7 @@ class _DensityAttention(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def _real_mask(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-        if mask is not None:
-            mask = torch.as_tensor(mask, device=x.device)
-            if mask.dtype != torch.bool:
-                raise ValueError(f"mask must be boolean (True = real entry), got dtype {mask.dtype}")
-            try:
-                return torch.broadcast_to(mask, x.shape)
-            except RuntimeError:
-                raise ValueError(
-                    f"mask of shape {tuple(mask.shape)} does not broadcast to the input shape {tuple(x.shape)}"
-                ) from None
-        if self.padding_value is None:
-            return None
-        if isinstance(self.padding_value, float) and math.isnan(self.padding_value):
-            return ~torch.isnan(x)
-        return x != self.padding_value
+        return real_entries(x, self.padding_value, mask)
 
     def _check_input(self, x: torch.Tensor) -> tuple[int, int]:
         if not isinstance(x, torch.Tensor):

@@ -140,16 +140,22 @@ def update_timings(checkpoint: Path, daam: DAAMClassifier) -> dict:
 
 
 @torch.no_grad()
+def unit_weights(model: nn.Module, case) -> tuple[torch.Tensor, np.ndarray]:
+    """A model's logits for a deletion-test case's input, and its weights summed into the case's units."""
+    encoded = model.encoder([case.source])
+    logits, weights = position_weights(model.eval(), encoded.features.float(), encoded.mask)
+    return logits, case.per_unit(weights[0, : int(encoded.mask[0].sum())].numpy())
+
+
+@torch.no_grad()
 def deletion_drop(model: nn.Module, items: list, rng: np.random.Generator) -> tuple[float, float]:
     """Mean drop of the predicted probability at 20% deletion, by the model's own weights and by random units."""
     at = FRACTIONS.index(DELETION_FRACTION)
     drops, randoms = [], []
     for item in items:
         case = unit_case(model, item)
-        encoded = model.encoder([case.source])
-        logits, weights = position_weights(model.eval(), encoded.features.float(), encoded.mask)
-        scores = {"weights": case.per_unit(weights[0, : int(encoded.mask[0].sum())].numpy()),
-                  "random": rng.random(case.units)}
+        logits, weights = unit_weights(model, case)
+        scores = {"weights": weights, "random": rng.random(case.units)}
         curves = deletion_curves(case, scores, int(logits.argmax(-1)[0]), insertion=False)
         drops.append(curves["weights"][0][at])
         randoms.append(curves["random"][0][at])

@@ -27,20 +27,7 @@ import torch
 import torch.nn as nn
 
 from . import fused
-from .attention import _LOW_PRECISION, _check_positive_int, _resolve_axis, head_index
-
-
-def _real_entries(x: torch.Tensor, padding_value: float | None, mask: torch.Tensor | None) -> torch.Tensor | None:
-    if mask is not None:
-        mask = torch.as_tensor(mask, device=x.device)
-        if mask.dtype != torch.bool:
-            raise ValueError(f"mask must be boolean (True = real entry), got dtype {mask.dtype}")
-        return torch.broadcast_to(mask, x.shape)
-    if padding_value is None:
-        return None
-    if isinstance(padding_value, float) and math.isnan(padding_value):
-        return ~torch.isnan(x)
-    return x != padding_value
+from .attention import _LOW_PRECISION, _check_positive_int, _resolve_axis, head_index, real_entries
 
 
 def normalised_product_gate(x: torch.Tensor, norm_axis: int, offsets: torch.Tensor, c: torch.Tensor,
@@ -114,7 +101,7 @@ class _OriginalHead(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
         """y = x * gate; with return_attention_details also the gate (detached). mask: True = real entry."""
-        real = _real_entries(x, self.padding_value, mask)
+        real = real_entries(x, self.padding_value, mask)
         gate = _gate(self, x, self.norm_axis, self.mean_offsets[None], self.c[None], real, self.eps)
         y = _apply(x, gate, real)
         return (y, gate.detach()) if return_attention_details else y
@@ -136,7 +123,7 @@ class _OriginalMultiHead(nn.Module):
             for _ in range(num_heads))
 
     def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
-        real = _real_entries(x, self.padding_value, mask)
+        real = real_entries(x, self.padding_value, mask)
         offsets = torch.stack([h.mean_offsets for h in self.attention_heads])  # (heads, K)
         c = torch.stack([h.c for h in self.attention_heads])
         gate = _gate(self, x, self.norm_axis, offsets, c, real, self.eps)
@@ -162,7 +149,7 @@ class _OriginalBlock(nn.Module):
             for axis, heads, k in zip(norm_axes, num_heads, num_densities))
 
     def forward(self, x: torch.Tensor, return_attention_details: bool = False, *, mask: torch.Tensor | None = None):
-        real = _real_entries(x, self.padding_value, mask)  # found once: the residual sum would change padding
+        real = real_entries(x, self.padding_value, mask)  # found once: the residual sum would change padding
         details = {}
         for i, layer in enumerate(self.layers):
             y, details[f"layer_{i}"] = layer(x, return_attention_details=True, mask=real)
