@@ -4,10 +4,14 @@
 Cold start: process start -> first /explain_text answer (goal <= 15 s on 2 CPU cores).
 Overhead: median /explain_text round trip through gradio_client minus median explain() called
 in this process on the same sentence (goal <= 50 ms), beside the round trip of a do-nothing endpoint
-(benchmarks/trivial_app.py): Gradio's own floor."""
+(benchmarks/trivial_app.py): Gradio's own floor.
+Comparison: per modality, the median /compare_<modality> round trip on a shipped example beside its budget, the
+/explain_<modality> round trip on the same input plus the other mechanisms' heads' own ms per item
+(comparison.json's ms_per_item: they share the one encoder pass)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +25,25 @@ from serving import serve  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 SENTENCE = "A warm, funny and beautifully acted film that earns every one of its tears."
+COMPARED = {"text": SENTENCE, "image": "image_fmnist_shirt.png", "audio": "audio_espeak_b.wav"}  # examples/ files
+
+
+def compare_rows(client) -> list[str]:
+    """Per modality: the /compare_ round trip against /explain_ on the same input plus the other heads' cost."""
+    from gradio_client import handle_file
+
+    rows = []
+    for modality, example in COMPARED.items():
+        value = example if modality == "text" else handle_file(str(ROOT / "examples" / example))
+        explain = median_seconds(lambda: client.predict(value, api_name=f"/explain_{modality}"), 10)
+        compare = median_seconds(lambda: client.predict(value, api_name=f"/compare_{modality}"), 10)
+        comparison = json.loads((ROOT / "checkpoints" / modality / "comparison.json").read_text())
+        heads_ms = sum(row["ms_per_item"] for row in comparison["mechanisms"] if row["name"] != "daam")
+        budget = explain * 1e3 + heads_ms
+        rows.append(f"/compare_{modality} {compare * 1e3:.1f} ms against its budget {budget:.1f} ms "
+                    f"(/explain_{modality} {explain * 1e3:.1f} ms + the other heads {heads_ms:.1f} ms): "
+                    f"{compare * 1e3 / budget:.2f}x   (goal <= 1)")
+    return rows
 
 
 def main() -> None:
@@ -32,6 +55,7 @@ def main() -> None:
         client.predict(SENTENCE, api_name="/explain_text")
         cold = time.perf_counter() - start
         via_app = median_seconds(lambda: client.predict(SENTENCE, api_name="/explain_text"), 20)
+        comparisons = compare_rows(client)
     with serve(ROOT / "benchmarks" / "trivial_app.py") as (_, url):
         client = Client(url, verbose=False)
         floor = median_seconds(lambda: client.predict(SENTENCE, api_name="/echo"), 20)
@@ -43,6 +67,7 @@ def main() -> None:
           f"overhead {(via_app - direct) * 1e3:.1f} ms   (goal <= 50 ms)")
     print(f"Gradio's floor: a do-nothing endpoint (benchmarks/trivial_app.py) round trip {floor * 1e3:.1f} ms; "
           f"/explain_text, explain() included, takes {(via_app - floor) * 1e3:+.1f} ms beyond it")
+    print("\n".join(comparisons))
 
 
 if __name__ == "__main__":

@@ -46,14 +46,20 @@ class FeatureCache:
         return self.items[i].shape[0]
 
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        padded = nn.utils.rnn.pad_sequence([self.items[i].float() for i in idx], batch_first=True)  # (batch, positions, ...)
+        padded = nn.utils.rnn.pad_sequence([self.items[i] for i in idx], batch_first=True).float()  # (batch, positions, ...)
         lengths = torch.tensor([self.length(i) for i in idx])
         mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
         return padded.movedim(1, self.position_axis), mask, self.labels[idx]
 
 
+BULK_COMPILE_FROM = 2000  # inputs: below this a ~25 s compile costs more than it saves
+
+
 def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, sort_key=None) -> FeatureCache:
-    """Every input through the frozen encoder once. sort_key groups similar lengths so batches pad less."""
+    """Every input through the frozen encoder once. sort_key groups similar lengths so batches pad less; an
+    encoder that can compile itself for bulk work does so when there are enough inputs for it to pay off."""
+    if len(inputs) >= BULK_COMPILE_FROM and hasattr(encoder, "compile_for_bulk"):
+        encoder.compile_for_bulk(batch_size)
     order = sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
     items: list[torch.Tensor | None] = [None] * len(inputs)
     for start in tqdm(range(0, len(order), batch_size), desc="encoding (once)", unit="batch"):

@@ -209,3 +209,55 @@ def test_encoder_uses_the_shared_preprocessing(monkeypatch):
     e = model.explain(image)
     assert calls == [image]
     assert np.array_equal(e.extras.image, original(image))
+
+
+def test_bulk_encoding_takes_one_batch_size_and_falls_back_to_eager():
+    """compile_for_bulk's path: batches of the compiled size only (others stay eager), the eager features' values,
+    and where the compiled call fails, a warning and the eager path from then on. The compile itself is stood in
+    for by a shape-recording wrapper; benchmarks/bench_encoders.py runs the real one."""
+    from daam.encoders import ImageEncoder
+
+    encoder = ImageEncoder()
+    encoder.compile_for_bulk(3)
+    shapes = []
+    encoder._bulk = lambda seen: shapes.append(tuple(seen.shape)) or encoder.features(seen)
+    pictures = torch.randint(0, 256, (3, 224, 224), generator=torch.Generator().manual_seed(0)).float()
+    with torch.no_grad():
+        eager = encoder.features(pictures)
+        assert torch.allclose(encoder._encode(pictures), eager, atol=1e-5)
+        assert torch.allclose(encoder._encode(pictures[:2]), eager[:2], atol=1e-5)
+        assert shapes == [(3, 224, 224)]
+
+        def broken(seen):
+            raise RuntimeError("no compiler")
+
+        encoder._bulk = broken
+        with pytest.warns(RuntimeWarning, match="compiling the image encoder failed"):
+            assert torch.allclose(encoder._encode(pictures), eager, atol=1e-5)
+        assert encoder._bulk is None
+
+
+def test_encode_all_compiles_only_for_bulk_work(monkeypatch):
+    import daam.train
+    from daam.encoders import Encoded
+
+    class Recording(torch.nn.Module):
+        position_axis = 1
+
+        def __init__(self):
+            super().__init__()
+            self.compiled_for = []
+
+        def compile_for_bulk(self, batch_size):
+            self.compiled_for.append(batch_size)
+
+        def forward(self, items):
+            n = len(items)
+            return Encoded(torch.zeros(n, 2, 3), torch.ones(n, 2, dtype=torch.bool), [["a", "b"]] * n, [""] * n, [None] * n)
+
+    monkeypatch.setattr(daam.train, "BULK_COMPILE_FROM", 5)
+    few, many = Recording(), Recording()
+    daam.train.encode_all(few, list(range(4)), [0] * 4, batch_size=2)
+    cache = daam.train.encode_all(many, list(range(5)), [0] * 5, batch_size=2)
+    assert few.compiled_for == [] and many.compiled_for == [2]
+    assert len(cache.items) == 5
