@@ -347,7 +347,9 @@ def _result_views(name: str) -> dict[str, gr.components.Component]:
     views["positions"] = gr.Plot(label=f"Relevance over {entry.positions}" if relevance
                                  else f"Density weight per head over {entry.positions}", elem_id=f"{name}-positions")
     if relevance:
-        with gr.Accordion("Raw gates: what each head lets through (not what drove the prediction)", open=False):
+        pooled_by_gates = _model(name).config.pooling == "gate"
+        with gr.Accordion("Raw gates: each head's pooling weight on each position" if pooled_by_gates else
+                          "Raw gates: what each head lets through (not what drove the prediction)", open=False):
             views["gates"] = gr.Plot(label=f"Density weight per head over {entry.positions}", elem_id=f"{name}-gates")
     with gr.Row():  # side by side on a wide page; one above the other when each would be under 560 px
         for stage in ("positions", "layers"):

@@ -33,7 +33,7 @@ from .mechanisms import POOLINGS, MechanismClassifier, MechanismConfig
 from .model import DAAMClassifier
 
 MECHANISM_NAMES = {
-    "daam": "DAAM (mixture, shipped)",
+    "daam": "DAAM (the shipped checkpoint)",
     "daam_original": "DAAM as the original release (normalised product)",
     "softmax_attention": "softmax attention pooling",
     "multihead_attention": "multi-head dot-product attention, learned query",

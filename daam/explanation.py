@@ -85,6 +85,7 @@ class DensityStage:
     curve: np.ndarray  # (heads, G): the gate
     components: np.ndarray  # (heads, densities, G): w_k N_k(z) (mixture), or the factors (product)
     collapsed: dict[str, np.ndarray] | None = None  # product mode: {"offset", "scale", "peak"}, (heads,) each
+    standardises: str = "input"  # what z is: "input" (every channel's value) or "score" (each head's learned score)
 
     @property
     def heads(self) -> int:
@@ -99,7 +100,8 @@ class DensityStage:
         return cls(mode=str(data["mode"]), offsets=_floats(data["offsets"], 2), scales=_floats(data["scales"], 2),
                    weights=_floats(data["weights"], 2), grid=_floats(data["grid"], 1), curve=_floats(data["curve"], 2),
                    components=_floats(data["components"], 3),
-                   collapsed=None if collapsed is None else {k: _floats(v, 1) for k, v in collapsed.items()})
+                   collapsed=None if collapsed is None else {k: _floats(v, 1) for k, v in collapsed.items()},
+                   standardises=str(data.get("standardises", "input")))
 
 
 @dataclass

@@ -31,6 +31,7 @@ class Modality:
     min_confidence: float = 0.0  # below this top probability the app says no clear answer was found
     extras: type | None = None  # the Explanation.extras type its encoder fills
     train_defaults: dict = field(default_factory=dict)  # TrainSettings fields its run uses unless told otherwise
+    architecture: dict = field(default_factory=dict)  # DAAMConfig fields its checkpoint is trained with, likewise
 
     def resolve(self, role: str) -> Any:
         """The object an entry names: resolve("encoder") -> the encoder class."""
@@ -38,10 +39,17 @@ class Modality:
         return getattr(importlib.import_module(module), attribute)
 
 
+# DAAM over a learned score per head, its gates the pooling weights, densities starting on both tails. Chosen on
+# validation accuracy against DAAM over every channel with mean pooling: text 0.797 (three seeds) against 0.763
+# (seed 0); its gates then pass the deletion test on validation sentences (2-5x random words). Audio won on
+# validation too (0.897 against 0.867) but its shipped checkpoint and comparison are not retrained yet, so it keeps
+# the default until they are. Images keep DAAM over every channel, which beats every attention pooling there.
+SCORED_POSITIONS = {"position_mechanism": "daam_score", "pooling": "gate", "offset_spread": 1.5}
+
 MODALITIES: dict[str, Modality] = {m.name: m for m in (
     Modality("text", "Text", "text", "tokens", encoder="daam.encoders:TextEncoder",
              task="daam.data.rotten_tomatoes:task", card="daam.model_card:text_sections",
-             train_defaults={"epochs": 6, "lr": 3e-3}),
+             train_defaults={"epochs": 6, "lr": 3e-3}, architecture=SCORED_POSITIONS),
     Modality("image", "Image", "image", "image patches", encoder="daam.encoders:ImageEncoder",
              task="daam.data.fashion_mnist:task", card="daam.model_card:image_sections", extras=ImageExtras,
              train_defaults={"epochs": 8, "lr": 3e-3}),

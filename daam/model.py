@@ -4,8 +4,11 @@
     hidden (batch, layers, positions, dim)
       -> DAAM over the layer axis, heads over channel groups   # its mean gate = Importance Factor
       -> softmax-weighted sum over layers                        (batch, positions, dim)
-      -> DAAM over positions, mask-aware, heads over channel groups
-      -> masked mean over positions -> LayerNorm -> Linear       (batch, classes)
+      -> DAAM over positions, mask-aware, heads over channel groups: of every channel ("daam"), or of
+         a learned score per head and position ("daam_score", ScoredDensityAttention)
+      -> pooled over positions: the mean of the gated values ("mean"), or each head's gates normalised
+         over positions as its channels' pooling weights ("gate")
+      -> LayerNorm -> Linear                                     (batch, classes)
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class DAAMConfig:
     adapter: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}}; empty = identity
     layer_mechanism: str = "daam"  # what weights each stage: a name in MECHANISMS
     position_mechanism: str = "daam"
-    offset_spread: float = 0.0  # initial offsets of every head: evenly from -spread to +spread (0: all at 0)
+    offset_spread: float = 0.0  # initial offsets of the position stage's heads: evenly from -spread to +spread (0:
+    # all at 0). A learned score's sign is arbitrary, so densities that start on both tails can each take one side.
     pooling: str = "mean"  # "mean": the mean of the gated positions; "gate": the gates, normalised over positions
     # per channel, are the pooling weights of the ungated values (what a position lets through is its share)
 
@@ -69,12 +73,32 @@ class Passthrough(nn.Module):
         return (x, Intermediates(z=None, gate=gate)) if return_intermediates else x
 
 
-# A stage mechanism re-weights its input elementwise, (..., channels) -> the same shape, and can return its
-# Intermediates; the classifier then mixes layers and mean-pools positions. Another mechanism plugs in here.
+class ScoredDensityAttention(MultiHeadDensityAdaptiveAttention):
+    """DAAM over a learned score of each position, one per head, instead of over every channel.
+
+    Head h scores each position, s_h = w_h . x + b_h; the scores are standardised over the real positions and gated
+    by the head's density. So a head's gate is one value per position, (batch, positions, heads): how much of that
+    position the head lets through, the same for every channel it owns (DAAMClassifier.channel_gate). Gating every
+    channel by its own z instead favours positions whose values are typical on most channels, which is not where
+    the evidence is; a learned score lets a head's density pick the positions that matter."""
+
+    def __init__(self, dim: int, num_heads: int, num_densities: int, mode: str = "mixture") -> None:
+        super().__init__(1, num_heads, num_densities, mode=mode, head_axis=2)
+        self.score = nn.Linear(dim, num_heads)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, return_intermediates: bool = False):
+        """x (batch, positions, dim) -> the gated scores (batch, positions, heads) [, Intermediates of the scores]."""
+        return super().forward(self.score(x), mask=mask, return_intermediates=return_intermediates)
+
+
+# A stage mechanism weights its input per position and channel group: it returns the same shape (or, for a
+# position stage, one value per head) and can return its Intermediates; the classifier then mixes layers and
+# pools positions. Another mechanism plugs in here.
 MECHANISMS = {
-    "daam": lambda heads, densities, mode, head_axis: MultiHeadDensityAdaptiveAttention(
+    "daam": lambda dim, heads, densities, mode, head_axis: MultiHeadDensityAdaptiveAttention(
         1, heads, densities, mode=mode, head_axis=head_axis),
-    "none": lambda heads, densities, mode, head_axis: Passthrough(),
+    "daam_score": lambda dim, heads, densities, mode, head_axis: ScoredDensityAttention(dim, heads, densities, mode),
+    "none": lambda dim, heads, densities, mode, head_axis: Passthrough(),
 }
 
 
@@ -90,9 +114,9 @@ class ClassifierIntermediates:
 
     hidden: torch.Tensor  # (batch, layers, positions, dim): the adapter's output
     mixed: torch.Tensor  # (batch, positions, dim): gated layers, softmax-mixed
-    pooled: torch.Tensor  # (batch, dim): the position stage's outputs, mean over real positions
+    pooled: torch.Tensor  # (batch, dim): mixed pooled over real positions by pool_shares
     layers: Intermediates  # the layer stage's z and gate, shaped like hidden
-    positions: Intermediates  # the position stage's z and gate, shaped like mixed
+    positions: Intermediates  # the position stage's z and gate: shaped like mixed, or (batch, positions, heads)
 
 
 class DAAMClassifier(nn.Module):
@@ -102,17 +126,17 @@ class DAAMClassifier(nn.Module):
         c = config
         self.adapter = build_adapter(c.adapter)  # trainable, saved with the DAAM weights
         # Statistics across layers for each (position, channel); heads own groups of channels.
-        self.layer_attention = build_mechanism(c.layer_mechanism, heads=c.layer_heads, densities=c.layer_densities,
-                                               mode=c.mode, head_axis=3)
+        self.layer_attention = build_mechanism(c.layer_mechanism, dim=c.dim, heads=c.layer_heads,
+                                               densities=c.layer_densities, mode=c.mode, head_axis=3)
         self.layer_logits = nn.Parameter(torch.zeros(c.num_layers))
-        # Statistics across positions for each channel; heads own groups of channels.
-        self.position_attention = build_mechanism(c.position_mechanism, heads=c.position_heads,
+        # Statistics across positions, of each channel ("daam") or of each head's score ("daam_score"); either way
+        # a head owns a group of channels, which it weights.
+        self.position_attention = build_mechanism(c.position_mechanism, dim=c.dim, heads=c.position_heads,
                                                   densities=c.position_densities, mode=c.mode, head_axis=2)
-        if c.offset_spread:
-            for stage in (self.layer_attention, self.position_attention):
-                if isinstance(stage, MultiHeadDensityAdaptiveAttention):
-                    with torch.no_grad():
-                        stage.mean_offsets.copy_(torch.linspace(-c.offset_spread, c.offset_spread, stage.num_densities))
+        if c.offset_spread and isinstance(self.position_attention, MultiHeadDensityAdaptiveAttention):
+            stage = self.position_attention
+            with torch.no_grad():
+                stage.mean_offsets.copy_(torch.linspace(-c.offset_spread, c.offset_spread, stage.num_densities))
         self.norm = nn.LayerNorm(c.dim)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.dim, len(c.labels))
@@ -134,9 +158,16 @@ class DAAMClassifier(nn.Module):
             return logits
         return logits, ClassifierIntermediates(hidden, mixed, pooled, layers, positions)
 
+    def channel_gate(self, gate: torch.Tensor) -> torch.Tensor:
+        """The position stage's gate per channel, (batch, positions, dim): a scored stage gives one value per head
+        (ScoredDensityAttention), which every channel of that head takes."""
+        dim = self.config.dim
+        return gate if gate.shape[-1] == dim else gate.index_select(-1, head_index(dim, gate.shape[-1], gate.device))
+
     def pool_shares(self, gate: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Each position's share of the pooled vector, per channel: (batch, positions, dim), summing to the mean
         gate over positions ("mean" pooling of the gated values) or to 1 ("gate" pooling); padding has none."""
+        gate = self.channel_gate(gate)
         real = mask[:, :, None].to(gate.dtype)
         if self.config.pooling == "gate":
             weights = gate * real
@@ -245,12 +276,24 @@ class DAAMClassifier(nn.Module):
     def relevance(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor) -> torch.Tensor:
         """Each head's and position's share of the predicted class's log-probability: (batch, heads, positions).
 
-        The pooled vector is pooled = sum_p share_p * mixed_p (pool_shares), so with g = d log p(predicted) /
-        d pooled (through LayerNorm and the linear head, in closed form), the first-order term pooled . g splits
-        exactly into (share_p * mixed_p) . g per position, and over the heads owning its channels.
-        One forward pass, no backward; positive = supports the predicted label."""
-        added = self.pool_shares(inter.positions.gate, mask) * inter.mixed  # (b, p, d): what each position adds
-        pooled = inter.pooled  # = added.sum(1)
+        The pooled vector is pooled = sum_p share_p * mixed_p (pool_shares). With g = d log p(predicted) / d pooled
+        (through LayerNorm and the linear head, in closed form), each position is credited with (what it adds) . g,
+        split over the heads owning its channels: under "mean" pooling what it adds is share_p * mixed_p, an exact
+        split of the first-order term pooled . g. Under "gate" pooling the shares are normalised, so a position only
+        matters through how much more weight the gate gives it than an even split would: what it adds is
+        share_p * (mixed_p - uniform), with uniform the plain mean of the real positions. These sum to
+        (pooled - uniform) . g, the first-order effect of the gate's choices against pooling every position alike.
+        (Chosen on validation sentences and synthetic clips over centring on the pooled vector itself: deletion at
+        20% 0.365 vs 0.352 on text, 0.522 vs 0.448 on audio.) One forward pass, no backward; positive = supports
+        the predicted label."""
+        shares = self.pool_shares(inter.positions.gate, mask)
+        if self.config.pooling == "gate":
+            real = mask[:, :, None].to(inter.mixed.dtype)
+            uniform = (inter.mixed * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1)  # (b, 1, d)
+            added = shares * (inter.mixed - uniform)  # (b, p, d)
+        else:
+            added = shares * inter.mixed
+        pooled = inter.pooled  # = (shares * inter.mixed).sum(1)
         probs = logits.softmax(-1)
         towards = nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype) - probs  # d log p_c / d logits
         norm = self.norm
@@ -320,4 +363,5 @@ def density_stage(attention: MultiHeadDensityAdaptiveAttention) -> DensityStage:
     collapsed = {k.removeprefix("collapsed_"): v for k, v in params.items() if k.startswith("collapsed_")}
     return DensityStage(mode=params["mode"], offsets=params["offsets"], scales=params["scales"],
                         weights=params["weights"], grid=grid.numpy(), curve=curve.cpu().numpy(),
-                        components=components.cpu().numpy(), collapsed=collapsed or None)
+                        components=components.cpu().numpy(), collapsed=collapsed or None,
+                        standardises="score" if isinstance(attention, ScoredDensityAttention) else "input")

@@ -11,11 +11,10 @@ from .data.spoken_letters import SPEAKER_PERTURBATION
 from .modalities import modality
 from .model import DAAMConfig
 
-EXPLANATION_CAVEAT = ("The raw gates show what each head lets through, which is not what the prediction depends on. "
-                      "The relevance is a first-order account of what removing a part would do: at the pooling stage "
+EXPLANATION_CAVEAT = ("The relevance is a first-order account of what removing a part would do: at the pooling stage "
                       "for tokens and 20 ms frames, through the encoder to the pixels for images (gradient x input "
-                      "per cell); the faithfulness section (when measured) says how well it predicts what deleting an "
-                      "input's parts does.")
+                      "per cell); the faithfulness section (when measured) says how well it, and the raw gates, predict "
+                      "what deleting an input's parts does.")
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
 
@@ -231,6 +230,19 @@ drop of the predicted class's probability (insertion: keep only them). Higher is
 """
 
 
+def position_stage(config: DAAMConfig) -> str:
+    """The position stage and pooling of a checkpoint, in words."""
+    heads = f"{config.position_heads} heads, {config.position_densities} densities each, mode `{config.mode}`"
+    if config.position_mechanism == "daam_score":
+        stage = (f"DAAM across positions over a learned score ({heads}: each head scores every position by its own "
+                 f"linear projection and gates the scores, standardised over the input's positions, by its density)")
+    else:
+        stage = f"DAAM across positions ({heads}, heads over channel groups: every channel gated by its own z-score)"
+    if config.pooling == "gate":
+        return f"{stage}, each head's gates normalised over positions as the pooling weights of its channels"
+    return f"{stage}, masked mean pooling of the gated positions"
+
+
 def write_card(out: Path, metrics: dict, config: DAAMConfig) -> None:
     """README.md for a checkpoint directory, every figure taken from metrics.json."""
     sec = modality(config.modality).resolve("card")(metrics, config)
@@ -256,9 +268,7 @@ tags: [density-adaptive-attention, interpretability, {sec['tag']}]
 # DAAM {config.modality} checkpoint: {sec['title']}
 {quick}
 {sec['architecture']} (the layer stage: heads over channel groups, whose mean gate per layer and feature is the
-Importance Factor), a softmax-weighted sum of layers, DAAM across positions ({config.position_heads} heads over
-channel groups, {config.position_densities} densities each, mode `{config.mode}`), masked mean pooling and a
-linear head. {sec['saved']}
+Importance Factor), a softmax-weighted sum of layers, {position_stage(config)}, and a linear head. {sec['saved']}
 
 ## Task and data
 {sec['data']}

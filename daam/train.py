@@ -269,8 +269,15 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--augmented-copies", type=int, default=2, help="audio: augmented copies of each training clip")
     parser.add_argument("--speaker-draws", type=int, default=8,
                         help="audio: times each flite or Festival training voice says every letter (validation: half)")
-    parser.add_argument("--pooling", choices=["mean", "gate"], default="mean",
-                        help="mean of the gated positions, or the gates as pooling weights (DAAMConfig.pooling)")
+    parser.add_argument("--position-mechanism", choices=["daam", "daam_score"],
+                        help="DAAM over every channel, or over a learned score per head (DAAMConfig.position_mechanism; "
+                             "default: the modality's)")
+    parser.add_argument("--pooling", choices=["mean", "gate"],
+                        help="mean of the gated positions, or the gates as pooling weights (DAAMConfig.pooling; "
+                             "default: the modality's)")
+    parser.add_argument("--offset-spread", type=float,
+                        help="initial offsets of the position stage's densities, from -spread to +spread "
+                             "(DAAMConfig.offset_spread; default: the modality's)")
     parser.add_argument("--density-lr", type=float, help=f"peak rate of the density parameters (default {TrainSettings.density_lr})")
     parser.add_argument("--head-diversity", type=float, help="weight of the head-overlap penalty (default: the modality's)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")

@@ -11,9 +11,11 @@ from daam.train import FeatureCache, TrainSettings, fit
 POSITIONS, LAYERS, DIM = 12, 2, 16
 
 
-def evidence_task(n: int, seed: int, marked: bool = False) -> tuple[FeatureCache, list[list[int]]]:
+def evidence_task(n: int, seed: int, marked: bool = False, decoys: bool = False) -> tuple[FeatureCache, list[list[int]]]:
     """Noise at every position, plus the class's direction at two random positions: the evidence. marked: the
-    evidence positions also share a class-free marker, so that one query can find them whatever the class."""
+    evidence positions also share a class-free marker, so that one query can find them whatever the class.
+    decoys: two other positions carry the direction with a random sign, unmarked, so that the mean over positions
+    is a poor guide and a mechanism must find the marked positions to tell the class."""
     g = torch.Generator().manual_seed(seed)
     direction, marker = torch.zeros(DIM), torch.zeros(DIM)
     direction[:4], marker[4:8] = 1.5, 1.5 * marked
@@ -21,12 +23,28 @@ def evidence_task(n: int, seed: int, marked: bool = False) -> tuple[FeatureCache
     for _ in range(n):
         label = int(torch.randint(2, (1,), generator=g))
         x = torch.randn(POSITIONS, LAYERS, DIM, generator=g)  # positions first, as FeatureCache stores them
-        evidence = torch.randperm(POSITIONS, generator=g)[:2].tolist()
+        chosen = torch.randperm(POSITIONS, generator=g)[:4].tolist()
+        evidence = chosen[:2]
         x[evidence] += (1 if label else -1) * direction + marker
+        if decoys:
+            x[chosen[2:]] += (2 * torch.randint(2, (2, 1, 1), generator=g) - 1) * direction
         items.append(x.half())
         labels.append(label)
         where.append(evidence)
     return FeatureCache(items, torch.tensor(labels), position_axis=2), where
+
+
+class ReadyFeatures(torch.nn.Module):
+    """An encoder that hands over ready features (FeatureCache items), so explain() runs on fixtures."""
+
+    modality = "text"
+
+    def forward(self, items):
+        from daam.encoders import Encoded
+
+        cache = FeatureCache(items, torch.zeros(len(items), dtype=torch.long), position_axis=2)
+        features, mask, _ = cache.batch(list(range(len(items))))
+        return Encoded(features, mask, [[f"p{i}" for i in range(len(x))] for x in items], [""] * len(items))
 
 
 @pytest.fixture(scope="module")
@@ -93,18 +111,7 @@ def test_deleting_the_most_relevant_positions_lowers_the_prediction_more_than_ra
 
 def test_explanations_carry_relevance_per_position_and_head_through_json(trained):
     model, _, _ = trained
-
-    class Fixed(torch.nn.Module):  # an encoder that hands over ready features
-        modality = "text"
-
-        def forward(self, items):
-            from daam.encoders import Encoded
-
-            cache = FeatureCache(items, torch.zeros(len(items), dtype=torch.long), position_axis=2)
-            features, mask, _ = cache.batch(list(range(len(items))))
-            return Encoded(features, mask, [[f"p{i}" for i in range(len(x))] for x in items], [""] * len(items))
-
-    model.set_encoder(Fixed())
+    model.set_encoder(ReadyFeatures())
     cache, _ = evidence_task(2, seed=3)
     e = model.explain_batch([cache.items[0], cache.items[1][:7]])[1]
     assert e.position_relevance.shape == (7,) and e.head_relevance.shape == (4, 7)
@@ -225,10 +232,12 @@ def test_the_deletion_test_silences_frames_of_a_clip():
     assert result["relevance"][at] > result["random"][at] + 0.1
 
 
+@pytest.mark.parametrize("mechanism", ["daam", "daam_score"])
 @pytest.mark.parametrize("pooling", ["mean", "gate"])
-def test_pool_shares_make_the_pooled_vector_and_relevance_splits_it_for_either_pooling(pooling):
+def test_pool_shares_make_the_pooled_vector_and_relevance_splits_it_for_either_pooling(pooling, mechanism):
     torch.manual_seed(0)
-    config = DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM, layer_names=["a", "b"], pooling=pooling)
+    config = DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM, layer_names=["a", "b"], pooling=pooling,
+                        position_mechanism=mechanism)
     model = DAAMClassifier(config).eval()
     cache, _ = evidence_task(3, seed=2)
     features, mask, _ = cache.batch([0, 1, 2])
@@ -243,4 +252,94 @@ def test_pool_shares_make_the_pooled_vector_and_relevance_splits_it_for_either_p
     log_p = model.head(model.norm(added.sum(1))).log_softmax(-1)
     log_p.gather(1, log_p.argmax(-1, keepdim=True)).sum().backward()
     relevance = model.relevance(logits, inter, mask)
-    torch.testing.assert_close(relevance.sum(1), (added * added.grad).sum(-1).detach(), rtol=1e-4, atol=1e-6)
+    credited = added.detach()
+    if pooling == "gate":  # normalised shares: a position is credited against an even split of the pool
+        real = mask[:, :, None].float()
+        uniform = (inter.mixed * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)
+        credited = shares * (inter.mixed - uniform)
+        torch.testing.assert_close(relevance.sum((1, 2)), ((inter.pooled - uniform[:, 0]) * added.grad[:, 0]).sum(-1).detach(),
+                                   rtol=1e-4, atol=1e-6)  # in all: the gate's choices against pooling alike
+    torch.testing.assert_close(relevance.sum(1), (credited * added.grad).sum(-1).detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_under_gate_pooling_relevance_is_the_first_order_effect_of_removing_a_position(scored):
+    """Removing position p from a normalised pool gives its weight to the others: pooled_without_p = (pooled -
+    share_p * x_p) / (1 - share_p), per channel. Relevance ranks the positions by the log-probability lost that way."""
+    model, _, _ = scored
+    cache, _ = evidence_task(20, seed=5, marked=True, decoys=True)
+    features, mask, _ = cache.batch(list(range(20)))
+    with torch.no_grad():
+        logits, inter = model(features, mask, return_intermediates=True)
+        relevance = model.relevance(logits, inter, mask).sum(1)  # (20, positions)
+        shares = model.pool_shares(inter.positions.gate, mask)  # (20, positions, dim)
+        without = (inter.pooled[:, None] - shares * inter.mixed) / (1 - shares)  # (20, positions, dim)
+        log_p = model.head(model.norm(without)).log_softmax(-1)
+        predicted = logits.argmax(-1)
+        lost = logits.log_softmax(-1).gather(1, predicted[:, None]) - log_p.gather(2, predicted[:, None, None].expand(-1, POSITIONS, 1))[..., 0]
+    ranks = lambda values: values.argsort(-1).argsort(-1).double()  # noqa: E731
+    rank_correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(ranks(relevance), ranks(lost))]
+    assert np.mean(rank_correlation) > 0.9  # it orders the positions as their removal does
+
+
+@pytest.fixture(scope="module")
+def scored():
+    """A classifier whose position stage is DAAM over a learned score per head, its gates the pooling weights,
+    trained where only the marked evidence tells the class, past decoys that say the opposite."""
+    cache, _ = evidence_task(1200, seed=0, marked=True, decoys=True)
+    torch.manual_seed(0)
+    model = DAAMClassifier(DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM, layer_names=["a", "b"],
+                                      position_mechanism="daam_score", pooling="gate", offset_spread=1.5))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    split = {"train": list(range(1000)), "val": list(range(1000, 1200)), "test": []}
+    info = fit(model, cache, split, TrainSettings(epochs=6, batch_size=32), seed=0, desc="scored fixture")
+    return model.eval(), before, info
+
+
+def test_a_scored_stage_gates_each_position_once_per_head_and_pools_by_its_gates(scored):
+    model, before, info = scored
+    assert info["val_accuracy"] > 0.9
+    for name in ("position_attention.mean_offsets", "position_attention.raw_scales", "position_attention.score.weight"):
+        assert (model.state_dict()[name] - before[name]).abs().max() > 1e-2, name
+    cache, _ = evidence_task(3, seed=4, marked=True, decoys=True)
+    features, mask, _ = cache.batch([0, 1, 2])
+    mask[2, 6:] = False
+    logits, inter = model(features, mask, return_intermediates=True)
+    heads = model.config.position_heads
+    assert inter.positions.gate.shape == inter.positions.z.shape == (3, POSITIONS, heads)
+    assert (inter.positions.z[2, 6:] == 0).all()  # the scores' statistics skip padding
+    shares = model.pool_shares(inter.positions.gate, mask)  # (3, positions, dim)
+    torch.testing.assert_close(shares.sum(1), torch.ones(3, DIM))
+    assert (shares[2, 6:] == 0).all()
+    channels_of_head = torch.arange(DIM) // (DIM // heads)
+    torch.testing.assert_close(model.channel_gate(inter.positions.gate), inter.positions.gate[..., channels_of_head])
+    torch.testing.assert_close((shares * inter.mixed).sum(1), inter.pooled)
+
+
+def test_a_scored_stages_raw_gates_point_at_the_evidence(scored):
+    """The goal the channel-wise stage missed: deleting the positions its heads let through most lowers the
+    prediction more than deleting random ones."""
+    model, _, _ = scored
+    cache, _ = evidence_task(200, seed=2, marked=True, decoys=True)
+    features, mask, _ = cache.batch(list(range(200)))
+    with torch.no_grad():
+        _, inter = model(features, mask, return_intermediates=True)
+    gate = inter.positions.gate.mean(-1)  # (batch, positions): the mean over heads, as the benchmark ranks
+    random_scores = torch.rand(mask.shape, generator=torch.Generator().manual_seed(0))
+    by_gate = drop_after_deleting(model, features, mask, gate, 0.2).mean()
+    by_random = drop_after_deleting(model, features, mask, random_scores, 0.2).mean()
+    assert by_gate > 2 * by_random, (by_gate, by_random)
+
+
+def test_a_scored_stages_explanation_has_one_gate_and_one_z_per_position_and_head(scored):
+    model, _, _ = scored
+    model.set_encoder(ReadyFeatures())
+    cache, _ = evidence_task(2, seed=6, marked=True, decoys=True)
+    e = model.explain_batch([cache.items[0], cache.items[1][:7]])[1]
+    heads = model.config.position_heads
+    assert e.position_weights.shape == e.head_relevance.shape == (heads, 7)
+    assert [len(z) for z in e.z_values["positions"]] == [7] * heads  # one standardised score per position
+    np.testing.assert_allclose(e.head_relevance.sum(0), e.position_relevance, rtol=1e-5, atol=1e-7)
+    assert e.density["positions"].standardises == "score" and e.density["layers"].standardises == "input"
+    back = Explanation.from_json(e.to_json())
+    assert back.density["positions"].standardises == "score"
+    np.testing.assert_allclose(back.position_weights, e.position_weights, atol=1e-6)

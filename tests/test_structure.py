@@ -86,6 +86,28 @@ def test_every_registry_entry_resolves():
         assert callable(entry.resolve("task")) and callable(entry.resolve("card"))
 
 
+def test_a_training_run_takes_its_modalitys_architecture_unless_the_command_line_chooses():
+    from types import SimpleNamespace
+
+    from daam.data import daam_config
+    from daam.train import build_parser
+
+    def config(*argv):
+        args = build_parser("train", "").parse_args(list(argv))
+        encoder = SimpleNamespace(modality=args.modality, name="e")
+        return daam_config(args, encoder, ["a", "b"], ["l0", "l1"], 8)
+
+    for name, entry in MODALITIES.items():
+        chosen = config(name)
+        assert {k: getattr(chosen, k) for k in entry.architecture} == entry.architecture
+    assert (config("text").position_mechanism, config("image").position_mechanism) == ("daam_score", "daam")
+    overridden = config("text", "--position-mechanism", "daam", "--pooling", "mean", "--offset-spread", "0")
+    assert (overridden.position_mechanism, overridden.pooling, overridden.offset_spread) == ("daam", "mean", 0.0)
+    assert DAAMClassifier(overridden).position_attention.mean_offsets.abs().max() == 0
+    spread = DAAMClassifier(config("text")).position_attention.mean_offsets
+    assert torch.equal(spread[0], torch.tensor([-1.5, 0.0, 1.5]))  # both tails and the middle, every head
+
+
 def tiny_text_model(**config) -> DAAMClassifier:
     torch.manual_seed(0)
     return DAAMClassifier(DAAMConfig("text", ["rotten", "fresh"], num_layers=3, dim=16,

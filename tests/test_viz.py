@@ -60,6 +60,8 @@ def test_mixture_curves_draw_gate_components_and_histogram():
     dashed = [t for t in fig.data if t.name == "component 1"]
     assert len(dashed) == 4 and dashed[0].line.dash == "dash"
     assert "z (standardised input)" in [a.title.text for a in fig.select_xaxes()]
+    scored = viz.mixture_curves(DENSITY | {"standardises": "score"}, z)  # a stage over each head's learned score
+    assert "z (standardised score)" in [a.title.text for a in scored.select_xaxes()]
 
 
 def test_layer_importance_groups_features_and_has_marginals():

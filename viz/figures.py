@@ -290,7 +290,7 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
                                  line=dict(width=3, color=LINE_COLOURS[0]), showlegend=h == 0, legendgroup="gate",
                                  hovertemplate="gate<br>z %{x}<br>value %{y}<extra></extra>"))
         if h // cols == rows - 1:  # the bottom row's x titles only: upper ones would run into the head titles below
-            layout[_axis(x)]["title"] = "z (standardised input)"
+            layout[_axis(x)]["title"] = f"z (standardised {density.get('standardises', 'input')})"
         layout[_axis(y)].update(range=[0, 1.05], **({"title": "gate"} if h % cols == 0 else {}))
     fig = go.Figure(data=traces, layout=layout)
     title = (title or f"Learned density per head: {stage} stage") + (" (product mode: one Gaussian)" if product else "")

@@ -53,8 +53,13 @@ def stratified_split(labels: list[int], seed: int, fractions=(0.8, 0.1, 0.1)) ->
 
 
 def daam_config(args, encoder, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
-    """The DAAMConfig every task builds: heads and densities from the command line, one layer per name."""
+    """The DAAMConfig every task builds: heads and densities from the command line, one layer per name, and the
+    modality's architecture (its registry entry) where the command line does not choose."""
+    from ..modalities import modality
+
+    chosen = {name: getattr(args, name) for name in ("position_mechanism", "pooling", "offset_spread")}
+    architecture = modality(encoder.modality).architecture | {k: v for k, v in chosen.items() if v is not None}
     return DAAMConfig(modality=encoder.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,
                       layer_heads=args.heads, position_heads=args.heads, layer_densities=args.densities,
                       position_densities=args.densities, encoder={"name": encoder.name, "kwargs": {}},
-                      layer_names=list(layer_names), pooling=args.pooling, **more)
+                      layer_names=list(layer_names), **architecture, **more)
