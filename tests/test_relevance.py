@@ -47,16 +47,21 @@ class ReadyFeatures(torch.nn.Module):
         return Encoded(features, mask, [[f"p{i}" for i in range(len(x))] for x in items], [""] * len(items))
 
 
-@pytest.fixture(scope="module")
-def trained():
-    cache, where = evidence_task(1200, seed=0)
+def train_on_evidence(epochs: int, desc: str, marked: bool = False, decoys: bool = False, **config):
+    """A small classifier trained on 1000 evidence-task items (200 for validation): (model, its start, fit info)."""
+    cache, _ = evidence_task(1200, seed=0, marked=marked, decoys=decoys)
     torch.manual_seed(0)
-    model = DAAMClassifier(DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM,
-                                      layer_names=["a", "b"]))
+    model = DAAMClassifier(DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM, layer_names=["a", "b"],
+                                      **config))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     split = {"train": list(range(1000)), "val": list(range(1000, 1200)), "test": []}
-    info = fit(model, cache, split, TrainSettings(epochs=3, batch_size=32), seed=0, desc="fixture")
+    info = fit(model, cache, split, TrainSettings(epochs=epochs, batch_size=32), seed=0, desc=desc)
     return model.eval(), before, info
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_on_evidence(3, "fixture")
 
 
 def test_relevance_is_the_exact_split_of_the_first_order_term(trained):
@@ -285,14 +290,8 @@ def test_under_gate_pooling_relevance_is_the_first_order_effect_of_removing_a_po
 def scored():
     """A classifier whose position stage is DAAM over a learned score per head, its gates the pooling weights,
     trained where only the marked evidence tells the class, past decoys that say the opposite."""
-    cache, _ = evidence_task(1200, seed=0, marked=True, decoys=True)
-    torch.manual_seed(0)
-    model = DAAMClassifier(DAAMConfig("text", ["minus", "plus"], num_layers=LAYERS, dim=DIM, layer_names=["a", "b"],
-                                      position_mechanism="daam_score", pooling="gate", offset_spread=1.5))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    split = {"train": list(range(1000)), "val": list(range(1000, 1200)), "test": []}
-    info = fit(model, cache, split, TrainSettings(epochs=6, batch_size=32), seed=0, desc="scored fixture")
-    return model.eval(), before, info
+    return train_on_evidence(6, "scored fixture", marked=True, decoys=True, position_mechanism="daam_score",
+                             pooling="gate", offset_spread=1.5)
 
 
 def test_a_scored_stage_gates_each_position_once_per_head_and_pools_by_its_gates(scored):
