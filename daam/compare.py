@@ -162,7 +162,7 @@ def deletion_drop(model: nn.Module, items: list, rng: np.random.Generator) -> tu
     return float(np.mean(drops)), float(np.mean(randoms))
 
 
-def run(task, encoder: nn.Module, config, settings, args) -> dict:
+def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0.0) -> dict:
     """Train every mechanism for the checkpoint's seeds on one feature cache, test once, and write the comparison."""
     from safetensors.torch import save_file
 
@@ -234,15 +234,16 @@ def run(task, encoder: nn.Module, config, settings, args) -> dict:
         "mechanisms": rows,
         "mechanisms_trained": names,  # in this run; the other rows come from the previous one
         "run_time_s": round(time.time() - started, 1),
+        "data_time_s": data_time_s,  # making the task's data, before the run: python -m daam.compare takes both
     }
     (checkpoint / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
     update_timings(checkpoint, daam)
-    print(f"wrote {checkpoint / 'comparison.json'} in {comparison['run_time_s']} s")
+    print(f"wrote {checkpoint / 'comparison.json'} in {comparison['run_time_s']} s (and {data_time_s} s making the data)")
     return comparison
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import build_parser, settings_for
+    from .train import build_parser, prepare, settings_for
 
     parser = build_parser("python -m daam.compare", __doc__)
     parser.add_argument("--checkpoint", help="the shipped checkpoint to compare with (default checkpoints/<modality>)")
@@ -256,8 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.timings_only:  # no data needed: the heads are timed on the shipped examples
         print(update_timings(Path(args.checkpoint), DAAMClassifier.from_pretrained(args.checkpoint)))
         return
-    entry, settings = settings_for(args)
-    run(*entry.resolve("task")(args), settings, args)
+    settings = settings_for(args)
+    task, encoder, config, data_time_s = prepare(args)
+    run(task, encoder, config, settings, args, data_time_s)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,12 @@ def training_sentence(metrics: dict) -> str:
             f"{t['density_lr']} without weight decay, so they leave their start{penalty}. ")
 
 
+def data_time_sentence(metrics: dict) -> str:
+    """How long making the data took before training, when the run recorded it."""
+    seconds = metrics.get("data_time_s")
+    return f", after {seconds} s making the data (reading it, or synthesising the voices)" if seconds else ""
+
+
 MOVED_GOAL, DISTINCT_GOAL = 0.15, 0.05  # median mean |g - g0| per stage; smallest mean |g_i - g_j| between two heads
 
 
@@ -287,7 +293,7 @@ Confusion matrix of that checkpoint (rows: true, columns: predicted):
 {confusion}
 
 Training time for the whole run (encoding, {len(metrics['seeds'])} seeds × 3 models): {metrics['train_time_s']} s on the
-machine that ran it. Curves: `training_curves.json`. All figures: `metrics.json`.
+machine that ran it{data_time_sentence(metrics)}. Curves: `training_curves.json`. All figures: `metrics.json`.
 {heads_section(metrics)}{faithfulness_section(metrics)}
 ## Encoder and preprocessing
 {sec['encoder']}
