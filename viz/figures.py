@@ -427,7 +427,7 @@ def audio_view(log_mel, frame_times, weights, position_times, heads: Sequence[in
     layout[_axis(wx)]["title"] = "time (s)"
     layout["legend"] = dict(orientation="h", y=-0.15)
     fig = go.Figure(data=traces, layout=layout)
-    title = ("Spectrogram and relevance over time: above zero supports the prediction, below speaks against it"
+    title = ("Spectrogram and relevance over time<br><sup>above zero supports the prediction, below speaks against it</sup>"
              if signed else "Spectrogram and density weight per head over time")
     return _layout(fig, title, 560)
 
