@@ -288,9 +288,8 @@ class DAAMClassifier(nn.Module):
         the predicted label."""
         shares = self.pool_shares(inter.positions.gate, mask)
         if self.config.pooling == "gate":
-            real = mask[:, :, None].to(inter.mixed.dtype)
-            uniform = (inter.mixed * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1)  # (b, 1, d)
-            added = shares * (inter.mixed - uniform)  # (b, p, d)
+            uniform = masked_mean(inter.mixed, mask[:, :, None], dim=1)  # (b, d)
+            added = shares * (inter.mixed - uniform[:, None, :])  # (b, p, d)
         else:
             added = shares * inter.mixed
         pooled = inter.pooled  # = (shares * inter.mixed).sum(1)
