@@ -116,16 +116,19 @@ def _zero_shot(real: dict) -> str:
     return text + "\n" if text else ""
 
 
+AUDIO_GOAL = 0.97  # test accuracy on held-out synthetic voices (the Whisper audio issue's goal)
+
+
 def _per_voice(metrics: dict) -> str:
     """The shipped checkpoint's test accuracy per held-out voice, worst first: where its mistakes are."""
     per_voice = metrics["results"]["daam"]["selected_test"].get("accuracy_per_group")
     if not per_voice:
         return ""
     ranked = sorted(per_voice.items(), key=lambda item: item[1])
-    at_goal = sum(accuracy >= 0.95 for _, accuracy in ranked)
+    at_goal = sum(accuracy >= AUDIO_GOAL for _, accuracy in ranked)
     return f"""
 Per held-out synthetic voice, worst first, the shipped checkpoint scores
-{', '.join(f'{voice} {accuracy:.3f}' for voice, accuracy in ranked)}: {at_goal} of {len(ranked)} voices reach 0.95.
+{', '.join(f'{voice} {accuracy:.3f}' for voice, accuracy in ranked)}: {at_goal} of {len(ranked)} voices reach {AUDIO_GOAL}.
 """
 
 
@@ -149,7 +152,7 @@ The shipped checkpoint gets {sel['accuracy']:.4f} on them (chance: {1 / len(metr
     else:
         more = "\nThe real-recording test set (klettres-data) was not installed when this checkpoint was trained.\n"
     return dict(
-        title="spoken English letters A–Z", pipeline_tag="audio-classification", tag="spoken-letters", goal=0.95,
+        title="spoken English letters A–Z", pipeline_tag="audio-classification", tag="spoken-letters", goal=AUDIO_GOAL,
         more_results=_per_voice(metrics) + more,
         architecture=f"""Density Adaptive Attention over a **frozen** `{config.encoder.get('name')}`: DAAM across its
 {config.num_layers} hidden states (embeddings + 4 transformer blocks, {config.dim}-d, one every {config.preprocessing.get('hop_s')} s of audio)""",
