@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from .adapters import build_adapter
+from .model import mix_layers
 from .original import MultiHeadGaussianAdaptiveAttention
 
 
@@ -162,7 +163,7 @@ class MechanismClassifier(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_weights: bool = False):
         """Encoder features, mask (batch, positions) -> logits (batch, classes) [, weights (batch, positions)]."""
         hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
-        mixed = torch.einsum("blpd,l->bpd", hidden, self.layer_logits.softmax(0))
+        mixed = mix_layers(hidden, self.layer_logits)
         pooled, weights = self.pooling(mixed, mask)
         logits = self.head(self.dropout(self.norm(pooled)))
         return (logits, weights) if return_weights else logits

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from . import fused
-from .attention import _LOW_PRECISION, _check_positive_int, _resolve_axis, head_index, real_entries
+from .attention import _LOW_PRECISION, _check_positive_int, _resolve_axis, real_entries
 
 
 def normalised_product_gate(x: torch.Tensor, norm_axis: int, offsets: torch.Tensor, c: torch.Tensor,
@@ -44,30 +44,38 @@ def normalised_product_gate(x: torch.Tensor, norm_axis: int, offsets: torch.Tens
     dtype = torch.float32 if x.dtype in _LOW_PRECISION else torch.promote_types(x.dtype, offsets.dtype)
     A, N, B = math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
     x3 = x.to(dtype).reshape(A, N, B)
-    heads = head_index(N, heads_n, x.device)  # (N,)
-    weight = torch.ones(1, N, 1, dtype=dtype, device=x.device) if real is None else real.reshape(A, N, B).to(dtype)
-    if real is not None:
-        x3 = x3.masked_fill(~real.reshape(A, N, B), 0.0)  # NaN or inf padding must not reach the sums
-
-    def per_head(values):  # (A or 1, N, B) -> (A, heads, B)
-        return torch.zeros(A, heads_n, values.shape[-1], dtype=dtype, device=x.device).index_add_(1, heads, values.expand(A, N, -1))
-
-    count = per_head(weight)
-    mean = per_head(x3) / count.clamp(min=1)
-    u = x3 - mean.index_select(1, heads)
-    var = per_head(u.square() * weight) / (count - 1).clamp(min=1) + eps  # unbiased, as the original
+    real3 = None if real is None else real.reshape(A, N, B)
     inv_c2 = c.to(dtype).square().reciprocal()  # (heads, K)
     precision = inv_c2.sum(-1)
     centre = (offsets.to(dtype) * inv_c2).sum(-1) / precision
-    logits = -0.5 * precision[heads, None] * (u - centre[heads, None]).square() / var.index_select(1, heads)
+    # Heads are chunks of head_index's layout: heads 0..H-2 take `chunk` entries each, the last the rest. So the
+    # axis is at most two dense blocks of (A, heads, entries, B), where every per-head sum is a plain reduction.
+    chunk, last = N // heads_n, N - (heads_n - 1) * (N // heads_n)
+    blocks = [(0, heads_n, chunk)] if last == chunk else [(0, heads_n - 1, chunk), (heads_n - 1, 1, last)]
+    gates = []
+    for first, heads, entries in blocks:
+        rows = slice(first * chunk, first * chunk + heads * entries)
+        x4 = x3[:, rows].reshape(A, heads, entries, B)
+        real4 = None if real3 is None else real3[:, rows].reshape(A, heads, entries, B)
+        gate = _block_gate(x4, real4, precision[first:first + heads], centre[first:first + heads], eps)
+        gates.append(gate.reshape(A, heads * entries, B))
+    return (torch.cat(gates, 1) if len(gates) > 1 else gates[0]).reshape(x.shape)
+
+
+def _block_gate(x: torch.Tensor, real: torch.Tensor | None, precision: torch.Tensor, centre: torch.Tensor,
+                eps: float) -> torch.Tensor:
+    """normalised_product_gate on x (A, heads, entries, B), each head's entries along dim 2."""
     if real is not None:
-        logits = logits.masked_fill(~real.reshape(A, N, B), -math.inf)
-    top = torch.full((A, heads_n, B), -math.inf, dtype=dtype, device=x.device).scatter_reduce_(
-        1, heads[:, None].expand(A, N, B), logits, "amax")
-    top = top.nan_to_num(neginf=0.0)  # a head with no real entry: every logit is -inf, and so is its max
-    e = torch.exp(logits - top.index_select(1, heads))
-    gate = e / per_head(e).clamp(min=torch.finfo(dtype).tiny).index_select(1, heads)
-    return gate.reshape(x.shape)
+        x = x.masked_fill(~real, 0.0)  # NaN or inf padding must not reach the sums
+    count = x.new_full((1,), x.shape[2]) if real is None else real.sum(2, keepdim=True, dtype=x.dtype)
+    u = x - x.sum(2, keepdim=True) / count.clamp(min=1)
+    square = u.square() if real is None else u.square().masked_fill(~real, 0.0)
+    var = square.sum(2, keepdim=True) / (count - 1).clamp(min=1) + eps  # unbiased, as the original
+    logits = -0.5 * precision[:, None, None] * (u - centre[:, None, None]).square() / var
+    if real is None:
+        return logits.softmax(2)
+    # A head with no real entry has only -inf logits, whose softmax is NaN: its gate is 0, as padding's is.
+    return logits.masked_fill(~real, -math.inf).softmax(2).masked_fill(~real, 0.0)
 
 
 _compiled_gate = fused.compiled(normalised_product_gate)  # fused=True: compiled on first use, cached by inductor

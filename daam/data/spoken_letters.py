@@ -183,9 +183,14 @@ def task(args):
     inputs, targets, voices, split = [], [], [], {"train": [], "val": [], "test": []}
     # Each job has its own seed, so the voices come out the same whichever process makes them (up to float rounding
     # in torchaudio's filters, ~1e-7, which depends on the thread count anyway); imap keeps their order.
+    # A flite or Festival job takes 10-100x an espeak-ng one (Festival starts anew for every letter): started first,
+    # they cannot leave one worker alone with them at the end. The clips are put back in the jobs' order.
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][1] is synthesise_voice)
+    made = [None] * len(jobs)
     with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1) as pool:
-        made = list(tqdm(pool.imap(_run_job, [(synthesise, job) for _, synthesise, job in jobs]), total=len(jobs),
-                         desc="synthesising voices", unit="voice"))
+        done = pool.imap(_run_job, [jobs[i][1:] for i in order])
+        for i, clips in zip(order, tqdm(done, total=len(jobs), desc="synthesising voices", unit="voice")):
+            made[i] = clips
     for (name, _, job), clips in zip(jobs, made):
         for label, clip in clips:
             split[name].append(len(inputs))
