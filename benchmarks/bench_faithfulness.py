@@ -122,7 +122,7 @@ def main() -> None:
         print(name.ljust(22) + "".join(f"{v:9.3f}" for v in d) + f"{d.mean():10.3f}" + "".join(f"{v:9.3f}" for v in g)
               + f"{g.mean():10.3f}{np.median(costs[name]):10.1f}")
     d20 = {name: np.mean(v, 0)[1] for name, v in drops.items()}
-    print(f"relevance / occlusion at 20%: {d20['relevance'] / occlusion_20:.2f}x (goal >= 0.8); "
+    print(f"relevance / occlusion at 20%: {d20['relevance'] / occlusion_20:.3f}x (goal >= 0.8); "
           f"raw gate - random at 20%: {d20['raw gate'] - d20['random']:+.3f} (goal >= 0); "
           f"occlusion costs {np.median(costs['occlusion']) / np.median(costs['relevance']):.1f}x relevance's time")
     if args.write:

@@ -203,16 +203,28 @@ class SpeechEncoder(nn.Module):
         from .whisper import output_frames
 
         prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
-        mels = [torch.from_numpy(p.log_mel) for p in prepared]  # (80, mel frames) each
-        lengths = torch.tensor([m.shape[1] for m in mels])
-        batch = torch.stack([nn.functional.pad(m, (0, int(lengths.max()) - m.shape[1])) for m in mels])
-        device = next(self.model.parameters()).device
+        hidden, lengths = self._hidden([torch.from_numpy(p.log_mel) for p in prepared])  # (batch, 5, frames, 384)
         frames = output_frames(lengths)
-        mask = (torch.arange(int(frames.max()))[None, :] < frames[:, None]).to(device)
-        hidden = self.model(batch.to(device), lengths.to(device) if len(clips) > 1 else None)  # (batch, 5, frames, 384)
+        mask = (torch.arange(int(frames.max()))[None, :] < frames[:, None]).to(hidden.device)
         times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # encoder frame j: mel frame 2j
         labels = [[f"{t:.2f} s" for t in ts] for ts in times]
         speech = [None] * len(clips) if self.speech_probe is None else self.speech_probe(hidden, mask).tolist()
         extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s, speech_probability=s)
                   for p, ts, s in zip(prepared, times, speech)]
         return Encoded(hidden, mask, labels, [p.note for p in prepared], extras)
+
+    def _hidden(self, mels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mels (80, mel frames) each -> hidden states (batch, 5, frames, 384) and the mel lengths."""
+        lengths = torch.tensor([m.shape[1] for m in mels])
+        batch = torch.stack([nn.functional.pad(m, (0, int(lengths.max()) - m.shape[1])) for m in mels])
+        device = next(self.model.parameters()).device
+        return self.model(batch.to(device), lengths.to(device) if len(mels) > 1 else None), lengths
+
+    @torch.no_grad()
+    def reference_features(self, encoded: Encoded) -> torch.Tensor:
+        """Features of each clip silenced, frame for frame (its log-mel at the clip's silence floor): what a frame
+        becomes when the deletion test removes it: the reference of DAAMClassifier.relevance_against."""
+        from .whisper import silence_level
+
+        mels = [torch.from_numpy(e.log_mel) for e in encoded.extras]
+        return self._hidden([torch.full_like(m, silence_level(m)) for m in mels])[0]

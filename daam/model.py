@@ -222,16 +222,23 @@ class DAAMClassifier(nn.Module):
         self.eval()
         start = time.perf_counter()
         encoded: Encoded = self.encoder(list(inputs))
+        # What a removed position becomes (audio: the clip silenced), for relevance_against: an encoder pass too
+        reference = self.encoder.reference_features(encoded) if hasattr(self.encoder, "reference_features") else None
         encoder_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
         position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
-        head_relevance = self.relevance(logits, inter, mask)  # (b, heads, positions)
-        position_relevance = self._input_relevance(encoded, mask, probs.argmax(-1))
-        if position_relevance is None:
+        if reference is not None:
+            head_relevance, position_relevance = self.relevance_against(logits, inter, mask,
+                                                                        reference.to(self.device).float())
+        else:
+            head_relevance = self.relevance(logits, inter, mask)  # (b, heads, positions)
             position_relevance = head_relevance.sum(1)  # (b, positions)
+        through_encoder = self._input_relevance(encoded, mask, probs.argmax(-1))
+        if through_encoder is not None:
+            position_relevance = through_encoder
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
         density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
@@ -310,6 +317,36 @@ class DAAMClassifier(nn.Module):
         g = inv_std * (v - v.mean(-1, keepdim=True) - normalised * (v * normalised).mean(-1, keepdim=True))  # (b, d)
         contributions = added * g[:, None, :]  # (b, p, d)
         return self._head_sums(contributions, self.position_attention.num_heads, channel_axis=2)[0]
+
+    def relevance_against(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor,
+                          reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relevance against a reference input, exactly at the pool: (batch, heads, positions), (batch, positions).
+
+        reference: encoder features of what each position becomes when it is removed (the clip silenced, for audio),
+        shaped like the input's. A position adds share_p * (mixed_p - reference mixed_p) to the pooled vector; its
+        relevance is the predicted class's log-probability minus that log-probability with this addition taken out
+        (the shares held fixed), through LayerNorm and the head exactly rather than to first order; a head's, the same
+        with only its channels taken out, so heads need not sum to their position. One more encoder pass (the
+        reference) and one more pass of the DAAM stages; no backward. Chosen on the validation voices over relevance()
+        (deletion at 20% against occlusion's, 104 clips each: 0.96x vs 0.85x on flite's rms voice, 1.00x vs 0.95x on
+        espeak-ng's); on validation sentences the exact form against the even mix gained nothing (0.329 vs 0.334), so
+        text keeps relevance()."""
+        _, silenced = self.forward(reference, mask, return_intermediates=True)
+        added = self.pool_shares(inter.positions.gate, mask) * (inter.mixed - silenced.mixed)  # (b, p, d)
+        heads = head_index(added.shape[-1], self.position_attention.num_heads, added.device)
+        owner = nn.functional.one_hot(heads, self.position_attention.num_heads).T.to(added.dtype)  # (heads, d)
+        predicted = logits.argmax(-1)
+
+        def log_probability(pooled: torch.Tensor) -> torch.Tensor:  # (b, ..., d) -> (b, ...)
+            log_probs = self.head(self.norm(pooled)).log_softmax(-1)
+            index = predicted.view(-1, *[1] * (log_probs.dim() - 1)).expand(*log_probs.shape[:-1], 1)
+            return log_probs.gather(-1, index).squeeze(-1)
+
+        pooled, kept = inter.pooled, log_probability(inter.pooled)  # (b, d), (b,)
+        positions = kept[:, None] - log_probability(pooled[:, None] - added)  # (b, p)
+        per_head = kept[:, None, None] - log_probability(pooled[:, None, None] - added[:, None] * owner[None, :, None])
+        real = mask[:, None, :].to(added.dtype)  # padding: 0
+        return per_head * real, positions * real[:, 0]
 
     @staticmethod
     def _head_sums(values: torch.Tensor, num_heads: int, channel_axis: int) -> tuple[torch.Tensor, torch.Tensor]:

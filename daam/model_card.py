@@ -11,10 +11,11 @@ from .data.spoken_letters import SPEAKER_PERTURBATION
 from .modalities import modality
 from .model import DAAMConfig
 
-EXPLANATION_CAVEAT = ("The relevance is a first-order account of what removing a part would do: at the pooling stage "
-                      "for tokens and 20 ms frames, through the encoder to the pixels for images (gradient x input "
-                      "per cell); the faithfulness section (when measured) says how well it, and the raw gates, predict "
-                      "what deleting an input's parts does.")
+EXPLANATION_CAVEAT = ("The relevance is an account of what removing a part would do: to first order at the pooling "
+                      "stage for tokens, exactly at the pooling stage against the clip silenced for 20 ms frames, "
+                      "through the encoder to the pixels for images (gradient x input per cell); the faithfulness "
+                      "section (when measured) says how well it, and the raw gates, predict what deleting an input's "
+                      "parts does.")
 NAMES = {"daam": "DAAM (this checkpoint's architecture)", "mean_pool_probe": "Mean-pool linear probe (last layer)",
          "attention_pool": "Softmax attention pooling (learned query)"}
 

@@ -233,8 +233,8 @@ def test_the_deletion_test_silences_frames_of_a_clip():
     assert case.probabilities(every)[0].argmax() == model.config.labels.index("Q")
     assert case.probabilities(none)[0].max() < 0.9  # silence is not a confident Q
     result = check(model, str(clip))
-    at = result["fractions"].index(0.2)
-    assert result["relevance"][at] > result["random"][at] + 0.1
+    # Over the fractions (AOPC): one clip's curve is far from smooth, a frame's neighbours hear it through attention
+    assert np.mean(result["relevance"]) > np.mean(result["random"]) + 0.2
 
 
 @pytest.mark.parametrize("mechanism", ["daam", "daam_score"])
@@ -342,3 +342,50 @@ def test_a_scored_stages_explanation_has_one_gate_and_one_z_per_position_and_hea
     back = Explanation.from_json(e.to_json())
     assert back.density["positions"].standardises == "score"
     np.testing.assert_allclose(back.position_weights, e.position_weights, atol=1e-6)
+
+
+class SilencedFeatures(ReadyFeatures):
+    """ReadyFeatures with a reference: every position removed becomes zeros, as a silenced frame becomes silence."""
+
+    def reference_features(self, encoded):
+        return torch.zeros_like(encoded.features)
+
+
+def test_relevance_against_a_reference_orders_positions_as_replacing_them_by_it_does(scored):
+    model, _, _ = scored
+    cache, _ = evidence_task(20, seed=6, marked=True, decoys=True)
+    features, mask, _ = cache.batch(list(range(20)))
+    with torch.no_grad():
+        logits, inter = model(features, mask, return_intermediates=True)
+        heads, positions = model.relevance_against(logits, inter, mask, torch.zeros_like(features))
+        unchanged_heads, unchanged = model.relevance_against(logits, inter, mask, features)
+        predicted = logits.argmax(-1)
+        log_p = logits.log_softmax(-1).gather(1, predicted[:, None])[:, 0]
+        lost = []  # the model itself, run again with each position replaced by the reference (its gates move too)
+        for p in range(POSITIONS):
+            replaced = features.clone()
+            replaced[:, :, p] = 0
+            lost.append(log_p - model(replaced, mask).log_softmax(-1).gather(1, predicted[:, None])[:, 0])
+    assert heads.shape == (20, model.position_attention.num_heads, POSITIONS) and positions.shape == (20, POSITIONS)
+    assert unchanged_heads.abs().max() < 1e-5 and unchanged.abs().max() < 1e-5  # like its reference: adds nothing
+    ranks = lambda values: values.argsort(-1).argsort(-1).double()  # noqa: E731
+    rank_correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(ranks(positions), ranks(torch.stack(lost, 1)))]
+    assert np.mean(rank_correlation) > 0.8, np.mean(rank_correlation)
+
+
+def test_an_encoder_with_a_reference_gets_relevance_against_it_in_explanations(scored):
+    model, _, _ = scored
+    model.set_encoder(SilencedFeatures())
+    try:
+        cache, _ = evidence_task(2, seed=7, marked=True)
+        e = model.explain_batch([cache.items[0], cache.items[1][:7]])[1]
+        features, mask, _ = FeatureCache([cache.items[1][:7]], torch.zeros(1, dtype=torch.long), 2).batch([0])
+        with torch.no_grad():
+            logits, inter = model(features, mask, return_intermediates=True)
+            heads, positions = model.relevance_against(logits, inter, mask, torch.zeros_like(features))
+        np.testing.assert_allclose(e.position_relevance, positions[0].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(e.head_relevance, heads[0].numpy(), rtol=1e-5, atol=1e-6)
+        back = Explanation.from_json(e.to_json())
+        np.testing.assert_allclose(back.position_relevance, e.position_relevance, atol=1e-6)
+    finally:
+        model.set_encoder(ReadyFeatures())  # as the other tests of this fixture expect
