@@ -331,8 +331,8 @@ class DAAMClassifier(nn.Module):
         (deletion at 20% against occlusion's, 104 clips each: 0.96x vs 0.85x on flite's rms voice, 1.00x vs 0.95x on
         espeak-ng's); on validation sentences the exact form against the even mix gained nothing (0.329 vs 0.334), so
         text keeps relevance()."""
-        _, silenced = self.forward(reference, mask, return_intermediates=True)
-        added = self.pool_shares(inter.positions.gate, mask) * (inter.mixed - silenced.mixed)  # (b, p, d)
+        _, removed = self.forward(reference, mask, return_intermediates=True)
+        added = self.pool_shares(inter.positions.gate, mask) * (inter.mixed - removed.mixed)  # (b, p, d)
         heads = head_index(added.shape[-1], self.position_attention.num_heads, added.device)
         owner = nn.functional.one_hot(heads, self.position_attention.num_heads).T.to(added.dtype)  # (heads, d)
         predicted = logits.argmax(-1)
