@@ -502,9 +502,15 @@ def _playground_tab() -> tuple:
 COMPARE_COLUMNS = ["mechanism", "accuracy", "± sd", "macro-F1", "params", "ms/item", "drop @20%"]
 
 
-def _comparison_rows(comparison: dict) -> list[list]:
-    return [[r["name"], r["accuracy_mean"], r["accuracy_sd"], round(r["macro_f1"], 4), r["parameters"],
-             r["ms_per_item"], r["faithfulness"]] for r in comparison["mechanisms"]]
+def _comparison_rows(comparison: dict):
+    """The comparison table, its figures shown to fixed decimals (as numbers, so that sorting by a column works)."""
+    import pandas as pd
+
+    rows = [[r["name"], r["accuracy_mean"], r["accuracy_sd"], r["macro_f1"], r["parameters"], r["ms_per_item"],
+             r["faithfulness"]] for r in comparison["mechanisms"]]
+    decimals = {"accuracy": 4, "± sd": 4, "macro-F1": 4, "ms/item": 4, "drop @20%": 3}
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS).style.format(
+        {column: f"{{:.{places}f}}" for column, places in decimals.items()})
 
 
 def _comparison_summary(comparison: dict) -> str:
@@ -544,8 +550,8 @@ def _compare_tab(models: dict, missing: dict) -> None:
                                 f"`python -m daam.compare {name}` makes one.")
                     continue
                 gr.Markdown(_comparison_summary(comparison))
-                gr.Dataframe(_comparison_rows(comparison), headers=COMPARE_COLUMNS, interactive=False,
-                             elem_id=f"compare-{name}-table", label="Mechanisms (click a header to sort)")
+                gr.Dataframe(_comparison_rows(comparison), interactive=False,
+                             elem_id=f"compare-{name}-table", label="Mechanisms (sort by a column from its header's ⋮ menu)")
                 with gr.Row():
                     with gr.Column(min_width=400):
                         gr.Plot(viz.accuracy_vs_cost(comparison["mechanisms"]))
