@@ -239,3 +239,7 @@ def test_convergence_and_cost_figures_hold_each_mechanisms_numbers():
     assert [t.name for t in curves.data] == ["daam", "mean"] and list(curves.data[1].y) == [0.72, 0.76, 0.76]
     cost = viz.accuracy_vs_cost(rows)
     assert cost.layout.xaxis.type == "log" and cost.data[0].y[0] == 0.78 and cost.data[1].error_y.array[0] == 0.004
+    # Within less than a decade (0.1-0.5 ms, as the image heads) there are still four ticks, labelled in full.
+    labelled = dict(zip(cost.layout.xaxis.tickvals, cost.layout.xaxis.ticktext))
+    assert [text for value, text in labelled.items() if 0.099 < value < 0.51] == ["0.1", "0.2", "0.3", "0.5"]
+    assert 10 ** cost.layout.xaxis.range[0] <= 0.05 and 10 ** cost.layout.xaxis.range[1] >= 0.2  # a tick each side

@@ -514,10 +514,16 @@ def accuracy_vs_cost(rows: Sequence[dict]) -> go.Figure:
             hovertemplate=(f"{row.get('title', row['name'])}<br>accuracy %{{y:.4f}} ± %{{customdata[2]:.4f}}"
                            "<br>%{x:.3f} ms per item<br>%{customdata[0]:,} parameters"
                            "<br>deletion drop at 20%: %{customdata[1]:.3f}<extra></extra>")))
-    # Labelled 1-2-5 ticks: Plotly's own log ticks label the 2s and 5s of a decade by their first digit only ("5").
-    ticks = [m * 10.0 ** e for e in range(-3, 4) for m in (1, 2, 5)]
+    # Labelled 1-2-3-5 ticks: Plotly's own log ticks label the 2s and 5s of a decade by their first digit only ("5"),
+    # and the heads' costs often span less than a decade, where 1-2-5 alone leaves two ticks.
+    ticks = [m * 10.0 ** e for e in range(-3, 4) for m in (1, 2, 3, 5)]
+    # The axis runs from a tick to a tick, so every marker has a labelled value on either side.
+    costs = [row["ms_per_item"] for row in rows]
+    low = max([t for t in ticks if t <= min(costs) / 1.1] or ticks[:1])
+    high = min([t for t in ticks if t >= max(costs) * 1.1] or ticks[-1:])
     fig = go.Figure(data=traces, layout=dict(xaxis=dict(title="ms per item (head on cached features, log)", type="log",
-                                                        tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], **AXIS_STYLE),
+                                                        tickvals=ticks, ticktext=[f"{t:g}" for t in ticks],
+                                                        range=[np.log10(low), np.log10(high)], **AXIS_STYLE),
                                              yaxis=dict(title="test accuracy (mean ± sd over seeds)", **AXIS_STYLE)))
     return _layout(fig, "Accuracy against cost", 420)
 
