@@ -162,7 +162,8 @@ def _z_and_rstd(x: torch.Tensor, weight: torch.Tensor | None, dim: int, eps: flo
 class _Standardise(torch.autograd.Function):
     """_z_and_rstd's z with its backward in closed form: dx = rstd (dz - mean(dz) - z mean(dz z)) over each slice's
     real entries, a few passes instead of autograd's record of every op. Under create_graph (double backward)
-    the backward recomputes z from x with differentiable ops instead, so second derivatives stay exact."""
+    z and rstd are recomputed from the saved x, which is on the graph, so the same closed form, written out of
+    place, carries the second derivative back to x."""
 
     @staticmethod
     def forward(ctx, x, weight, dim, eps):
@@ -174,12 +175,9 @@ class _Standardise(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_z):
         x, weight, z, rstd = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the recomputation itself
-            with torch.enable_grad():
-                x = x.detach().requires_grad_()
-                z = _z_and_rstd(x, weight, ctx.dim, ctx.eps)[0]
-            return torch.autograd.grad(z, x, grad_z, create_graph=True)[0], None, None, None
         dim = ctx.dim
+        if torch.is_grad_enabled():  # create_graph=True: recompute, since the saved rstd has no record of its x
+            z, rstd = _z_and_rstd(x, weight, dim, ctx.eps)
         if weight is None:
             mean_g, mean_gz = grad_z.mean(dim, keepdim=True), (grad_z * z).mean(dim, keepdim=True)
         else:

@@ -6,7 +6,8 @@ build takes milliseconds, so nothing is compiled when the app starts once a mach
 module's forward goes through torch.compile, which emits Triton kernels. Where neither works (no C compiler, no
 Triton) the module warns once and runs its eager path. float64 inputs always run eager: the kernel is float32.
 
-The fused backward is for training: it is not itself differentiable (use the eager path for double backward)."""
+The fused backward is for training: it is not itself differentiable, and a backward with create_graph=True raises
+DOUBLE_BACKWARD's message rather than return a gradient whose own derivative would be wrong."""
 
 from __future__ import annotations
 
@@ -103,6 +104,11 @@ def compiled(fn: Callable) -> Callable:
     return run
 
 
+DOUBLE_BACKWARD = ("fused=True computes its backward in a compiled kernel that is not itself differentiable, so a "
+                   "backward with create_graph=True (double backward, gradgradcheck, a gradient penalty) cannot run "
+                   "through it: build the module with fused=False (the eager path differentiates twice).")
+
+
 def _address(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -141,8 +147,9 @@ class FusedDensity(torch.autograd.Function):
         return y, x3.new_empty(0), x3.new_empty(0)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, _grad_gate, _grad_z):
+        if torch.is_grad_enabled():  # create_graph=True: the kernel's gradient has no derivative of its own
+            raise RuntimeError(DOUBLE_BACKWARD)
         x3, real3, table, mean, rstd = ctx.saved_tensors
         L, (R, _, K, W) = ctx.layout, table.shape
         grad_y = grad_y.contiguous()
