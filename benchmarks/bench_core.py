@@ -1,13 +1,16 @@
 """Speed and memory of the DAAM core, measured side by side in one run.
 
-    python benchmarks/bench_core.py            # prints a table of ratios
+    python benchmarks/bench_core.py                 # prints a table of ratios (CPU, 2 threads)
+    python benchmarks/bench_core.py --device cuda   # the same variants on a GPU
 On x of shape (8, 512, 768), norm_axis 1, 8 heads, 4 densities, 2 CPU threads. Variants: the eager default,
 fused=True (daam/fused.py), a per-head, per-density loop written from the equations, nn.MultiheadAttention,
 and one torch.exp(x, out=buf) pass as the floor. Times are medians over rounds that run every variant once, in
 turn, so that drift in the machine hits all of them alike. Peak memory is measured in a fresh subprocess per
 variant: RSS sampled every 0.5 ms during one fwd+bwd, peak minus RSS before it, after a small warm-up run has
 paged in the kernels. The fused kernel's one-off build is timed in a fresh subprocess with an empty cache, and
-its load from the cache beside it."""
+its load from the cache beside it. On CUDA, fused=True is the forward through torch.compile (Triton): its first call
+(the compile) is timed instead of the C build, times are taken after torch.cuda.synchronize(), and peak memory is
+torch.cuda.max_memory_allocated over one fwd+bwd, minus what was allocated before it."""
 
 from __future__ import annotations
 
@@ -34,26 +37,33 @@ from loop_reference import loop_density_attention  # noqa: E402
 SHAPE, HEADS, DENSITIES = (8, 512, 768), 8, 4
 
 
-def make_variant(name: str, mode: str):
+def make_variant(name: str, mode: str, device: str = "cpu"):
     """A callable x -> y for one variant; parameters require grad."""
-    daam = MultiHeadDensityAdaptiveAttention(1, HEADS, DENSITIES, mode=mode, fused=name == "fused")
+    daam = MultiHeadDensityAdaptiveAttention(1, HEADS, DENSITIES, mode=mode, fused=name == "fused").to(device)
     if name in ("eager", "fused"):
         return daam
     if name == "loop":
         return lambda x: loop_density_attention(x, 1, daam.mean_offsets, daam.scales, daam.mixture_weights, mode, daam.eps)
     if name == "mha":
-        mha = nn.MultiheadAttention(SHAPE[-1], HEADS, batch_first=True)
+        mha = nn.MultiheadAttention(SHAPE[-1], HEADS, batch_first=True).to(device)
         return lambda x: mha(x, x, x, need_weights=False)[0]
     raise ValueError(name)
 
 
-def interleaved_medians(runs: dict, rounds: int) -> dict:
+def synchronise(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved_medians(runs: dict, rounds: int, device: str = "cpu") -> dict:
     """Median seconds of each callable, over `rounds` rounds that call every one once, after one warm-up round."""
     samples = {name: [] for name in runs}
     for round_ in range(rounds + 1):
         for name, run in runs.items():
+            synchronise(device)
             start = time.perf_counter()
             run()
+            synchronise(device)
             if round_:
                 samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
@@ -113,13 +123,69 @@ def kernel_build_seconds() -> tuple[float, float]:
     return cold, warm
 
 
+def cuda_peak_memory(fn, x) -> float:
+    """MiB allocated at the peak of one fwd+bwd on the GPU, beyond what was allocated before it."""
+    x.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn(x).sum().backward()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def main_cuda(rounds: int) -> None:
+    """The CPU table's variants on the GPU: eager, fused (torch.compile), the loop and nn.MultiheadAttention."""
+    torch.manual_seed(0)
+    x = torch.randn(*SHAPE, device="cuda", requires_grad=True)
+    buf = torch.empty(SHAPE, device="cuda")
+    print(f"x {SHAPE} on {torch.cuda.get_device_name()}, norm_axis 1, {HEADS} heads, {DENSITIES} densities, "
+          f"torch {torch.__version__}, medians of {rounds} interleaved rounds")
+    rows = []
+    mha = make_variant("mha", "mixture", "cuda")
+    for mode in ("mixture", "product"):
+        variants = {name: make_variant(name, mode, "cuda") for name in ("eager", "fused", "loop")}
+        start = time.perf_counter()
+        fwd_bwd(variants["fused"], x)()  # the first call compiles
+        synchronise("cuda")
+        compile_s = time.perf_counter() - start
+        runs = {f"{name} fwd+bwd": fwd_bwd(fn, x) for name, fn in variants.items()}
+        runs |= {f"{name} fwd": forward_only(fn, x) for name, fn in variants.items() if name != "loop"}
+        runs |= {"mha fwd+bwd": fwd_bwd(mha, x), "exp floor": forward_only(lambda t: torch.exp(t, out=buf), x)}
+        t = interleaved_medians(runs, rounds, "cuda")
+        memory = {name: cuda_peak_memory(fn, x) for name, fn in variants.items()}
+        rows.append((mode, "fused: first call (torch.compile)", f"{compile_s:.1f} s", "", ""))
+        for name in ("eager", "fused"):
+            ms = t[f"{name} fwd+bwd"]
+            rows += [
+                (mode, f"fwd+bwd ms: {name} / loop", f"{ms*1e3:.2f} / {t['loop fwd+bwd']*1e3:.2f}",
+                 f"{name} is {t['loop fwd+bwd']/ms:.1f}x faster", ""),
+                (mode, f"fwd+bwd ms: {name} / MultiheadAttention", f"{ms*1e3:.2f} / {t['mha fwd+bwd']*1e3:.2f}",
+                 f"{name} is {t['mha fwd+bwd']/ms:.1f}x faster", ""),
+                (mode, f"forward ms: {name} / exp(x, out=buf)", f"{t[f'{name} fwd']*1e3:.3f} / {t['exp floor']*1e3:.3f}",
+                 f"{t[f'{name} fwd']/t['exp floor']:.1f}x the floor", ""),
+                (mode, f"peak MiB fwd+bwd: {name} / loop", f"{memory[name]:.0f} / {memory['loop']:.0f}",
+                 f"ratio {memory[name]/max(memory['loop'], 1e-9):.2f}", ""),
+            ]
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--memory-of", nargs=2, metavar=("VARIANT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_of:
         return peak_memory_child(*args.memory_of)
+    if args.device == "cuda":
+        return main_cuda(args.rounds)
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -150,9 +216,7 @@ def main() -> None:
                 (mode, f"peak MiB fwd+bwd: {name} / loop", f"{memory[name]:.0f} / {memory['loop']:.0f}",
                  f"ratio {memory[name]/max(memory['loop'], 1e-9):.2f}", "goal <= 1"),
             ]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_rows(rows)
 
 
 if __name__ == "__main__":

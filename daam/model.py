@@ -57,6 +57,15 @@ class DAAMConfig:
     # per channel, are the pooling weights of the ungated values (what a position lets through is its share)
 
 
+def full_float32():
+    """A context in which cuDNN convolutions compute in float32, not TF32 (its default on GPUs that have it), every
+    other cuDNN setting kept. An explanation must not depend on the device: relevance through a convolutional encoder
+    is a gradient, and TF32's 10-bit mantissa moves it by several percent of its scale (tests/test_cuda.py)."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                       allow_tf32=False)
+
+
 def mix_layers(hidden: torch.Tensor, layer_logits: torch.Tensor) -> torch.Tensor:
     """(batch, layers, positions, dim) -> (batch, positions, dim): the softmax(layer_logits)-weighted sum of layers.
     A broadcast product and a sum: about twice as fast on CPU as the einsum, which routes a 5-wide contraction
@@ -214,11 +223,15 @@ class DAAMClassifier(nn.Module):
         return self._densities[1]
 
     # ------------------------------------------------------------------ explanations
-    @torch.no_grad()  # not inference_mode: an encoder built lazily here must stay usable by autograd
     def explain_batch(self, inputs: list) -> list[Explanation]:
         """One Explanation per raw input (strings for text). Plain Python/numpy, no tensors."""
         if not isinstance(inputs, (list, tuple)) or not inputs:
             raise ValueError("explain_batch needs a non-empty list of inputs")
+        with full_float32():
+            return self._explain_batch(inputs)
+
+    @torch.no_grad()  # not inference_mode: an encoder built lazily here must stay usable by autograd
+    def _explain_batch(self, inputs: list) -> list[Explanation]:
         self.eval()
         start = time.perf_counter()
         encoded: Encoded = self.encoder(list(inputs))
