@@ -13,10 +13,12 @@ from daam import load_pretrained
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_binds_to_loopback_by_default(app_url):
     assert app_url.startswith("http://127.0.0.1:")
 
 
+@pytest.mark.slow
 def test_explain_text_endpoint_matches_explain_called_directly(app_url):
     from gradio_client import Client
 
@@ -31,6 +33,7 @@ def test_explain_text_endpoint_matches_explain_called_directly(app_url):
     np.testing.assert_allclose(answer["layer_importance"], direct.layer_importance, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bad_text_gets_a_clear_message_and_the_app_keeps_serving(app_url):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
@@ -47,6 +50,7 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.mark.parametrize("modality, example", [("image", "image_drawn_trousers.png"), ("audio", "audio_espeak_b.wav")])
+@pytest.mark.slow
 def test_file_endpoints_match_explain_called_directly(app_url, modality, example):
     from gradio_client import Client, handle_file
 
@@ -65,6 +69,7 @@ def test_file_endpoints_match_explain_called_directly(app_url, modality, example
     ("image", b"plain text, not a picture", "not an image"),
     ("audio", b"RIFF....WAVE but not audio at all", "not audio"),
 ])
+@pytest.mark.slow
 def test_bad_files_get_a_clear_message_and_the_app_keeps_serving(app_url, tmp_path, modality, content, message):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -94,6 +99,7 @@ def explain_sentence(page, text: str, submit: str = "click") -> None:
     page.wait_for_timeout(500)  # a click while the last event is still finishing is ignored (trigger_mode "once")
 
 
+@pytest.mark.browser
 def test_browser_explains_a_sentence(app_url, tmp_path):
     with chromium_page(1200, 1000) as (page, errors):
         page.goto(app_url)
@@ -111,6 +117,7 @@ def test_browser_explains_a_sentence(app_url, tmp_path):
     assert errors == []
 
 
+@pytest.mark.browser
 def test_browser_runs_the_deletion_test_on_the_sentence(app_url):
     with chromium_page(1200, 1000) as (page, errors):
         page.goto(app_url)
@@ -124,6 +131,7 @@ def test_browser_runs_the_deletion_test_on_the_sentence(app_url):
     assert errors == []
 
 
+@pytest.mark.browser
 def test_browser_explains_an_uploaded_image(app_url, tmp_path):
     if not (ROOT / "checkpoints" / "image" / "config.json").is_file():
         pytest.skip("no image checkpoint")
@@ -141,6 +149,7 @@ def test_browser_explains_an_uploaded_image(app_url, tmp_path):
     assert errors == []
 
 
+@pytest.mark.browser
 def test_browser_playground_switches_to_product_and_shows_the_collapse(app_url, tmp_path):
     with chromium_page(1200, 1000) as (page, errors):
         page.goto(app_url)
@@ -221,6 +230,7 @@ PLOT_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(
 
 
 @pytest.mark.parametrize("width", [800, 1280])
+@pytest.mark.browser
 def test_browser_figures_fit_their_containers_and_the_head_control_redraws_them(app_url, width, tmp_path):
     with chromium_page(width, 900) as (page, errors):
         page.goto(app_url)
@@ -248,6 +258,7 @@ def test_browser_figures_fit_their_containers_and_the_head_control_redraws_them(
     assert errors == []
 
 
+@pytest.mark.browser
 def test_browser_bad_input_after_a_good_one_leaves_no_stale_result(app_url):
     with chromium_page(1000, 900) as (page, errors):
         page.goto(app_url)
@@ -304,6 +315,7 @@ def test_an_unreadable_clip_is_described_without_internal_details():
     assert "BytesIO" not in str(error.value) and "0x" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_compare_text_endpoint_returns_every_mechanism_on_one_scale(app_url):
     from gradio_client import Client
 
@@ -322,6 +334,7 @@ def test_compare_text_endpoint_returns_every_mechanism_on_one_scale(app_url):
         assert abs(sum(row["position_weights"]) - 1) < 1e-3
 
 
+@pytest.mark.browser
 def test_browser_compares_mechanisms_on_a_sentence(app_url, tmp_path):
     if not (ROOT / "checkpoints" / "text" / "comparison.json").exists():
         pytest.skip("no text comparison")

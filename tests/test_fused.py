@@ -136,6 +136,7 @@ def test_without_a_compiler_fused_warns_once_and_runs_eager(tmp_path):
     assert out.stdout.split() == ["True", "1"]
 
 
+@pytest.mark.slow
 def test_original_drop_in_fused_matches_its_eager_path():
     torch.manual_seed(4)
     eager = gaussian_adaptive_attention.MultiHeadGaussianAdaptiveAttention(1, 2, 3)

@@ -5,12 +5,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from browser import chromium_page
 from viz.gallery import EXAMPLES, build_gallery
 
 
+@pytest.mark.browser
 def test_gallery_renders_every_example_without_errors(tmp_path):
     sources = sorted(EXAMPLES.glob("*.json"))
     assert sources, "examples/ should hold example explanations"

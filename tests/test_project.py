@@ -1,5 +1,6 @@
 """The promises the repository makes to a newcomer and to CI."""
 
+import pytest
 import re
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def test_core_imports_as_the_readme_promises():
     assert out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs():
     out = subprocess.run([sys.executable, "-m", "daam"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -157,6 +157,7 @@ def test_fused_kernel_refuses_a_create_graph_backward_with_a_clear_message(build
     assert "create_graph=True" in DOUBLE_BACKWARD
 
 
+@pytest.mark.slow
 def test_drop_in_fused_refuses_double_backward_rather_than_answer_wrong():
     """The drop-ins' fused=True is torch.compile, whose backward torch itself will not differentiate again."""
     m = original_density.MultiHeadDensityAdaptiveAttention(1, 2, 3, fused=True)

@@ -134,6 +134,7 @@ def test_unknown_hub_id_offline_gives_a_clear_error(monkeypatch):
         load_pretrained("someone/daam-text")
 
 
+@pytest.mark.slow
 def test_quick_training_run_end_to_end(tmp_path):
     out = tmp_path / "ckpt"
     proc = subprocess.run(
