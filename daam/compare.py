@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .errors import DataError
 from .faithfulness import FRACTIONS, deletion_curves, unit_case
 from .mechanisms import POOLINGS, MechanismClassifier, MechanismConfig
 from .model import DAAMClassifier
@@ -174,7 +175,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
     metrics = json.loads((checkpoint / "metrics.json").read_text())
     sizes = {k: len(v) for k, v in task.split.items()}
     if sizes != metrics["split"]["sizes"]:
-        raise SystemExit(f"split sizes {sizes} differ from the checkpoint's {metrics['split']['sizes']}: "
+        raise DataError(f"split sizes {sizes} differ from the checkpoint's {metrics['split']['sizes']}: "
                          "run with the arguments the checkpoint was trained with")
     daam = DAAMClassifier.from_pretrained(checkpoint)
     daam.set_encoder(encoder)
@@ -243,7 +244,8 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import build_parser, prepare, settings_for
+    from .cli import build_parser, prepare, run_command
+    from .train import settings_for
 
     parser = build_parser("python -m daam.compare", __doc__)
     parser.add_argument("--checkpoint", help="the shipped checkpoint to compare with (default checkpoints/<modality>)")
@@ -257,9 +259,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.timings_only:  # no data needed: the heads are timed on the shipped examples
         print(update_timings(Path(args.checkpoint), DAAMClassifier.from_pretrained(args.checkpoint)))
         return
-    settings = settings_for(args)
-    task, encoder, config, data_time_s = prepare(args)
-    run(task, encoder, config, settings, args, data_time_s)
+
+    def work() -> None:
+        settings = settings_for(args)
+        task, encoder, config, data_time_s = prepare(args)
+        run(task, encoder, config, settings, args, data_time_s)
+
+    run_command(parser, work)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .errors import DataError
 from .model import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def write_inputs() -> None:
         images, _ = read_idx(Path(FASHION_MNIST), "t10k")
         for name, index in FASHION_ITEMS.items():
             Image.fromarray(images[index]).save(OUT / f"{name}.png")
-    except SystemExit as missing:
+    except DataError as missing:
         print(f"skipped Fashion-MNIST examples: {missing}")
     if shutil.which("espeak-ng"):
         import soundfile as sf

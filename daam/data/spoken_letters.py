@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..audio import HOP, SAMPLE_RATE, WINDOW_S
 from ..encoders import SpeechEncoder
+from ..errors import DataError
 from . import SPLIT_SEED, HeldOutSet, Task, daam_config
 
 LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -161,7 +162,7 @@ def task(args):
     for program, package in (("espeak-ng", "espeak-ng"), ("flite", "flite"),
                              ("text2wave", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")):
         if shutil.which(program) is None:
-            raise SystemExit(f"{program} not found: `apt-get install {package}` (training voices)")
+            raise DataError(f"{program} not found: `apt-get install {package}` (training voices)")
     variants = espeak_variants()
     random.Random(SPLIT_SEED).shuffle(variants)
     n_val = n_test = max(1, round(0.15 * len(variants)))

@@ -1,0 +1,48 @@
+"""The training command lines: bad arguments and missing data end them with a message and status 2, no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from daam.cli import build_parser
+from daam.data.fashion_mnist import read_idx
+from daam.errors import DataError
+from daam.train import settings_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_missing_data_is_a_data_error_not_an_exit():
+    with pytest.raises(DataError, match="Fashion-MNIST not found in /nowhere"):
+        read_idx(Path("/nowhere"), "train")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["daam.train", "daam.compare"])
+def test_a_command_on_missing_data_says_so_without_a_traceback(command, tmp_path):
+    out = ["--out", str(tmp_path / "ckpt")] if command == "daam.train" else ["--checkpoint", "checkpoints/image"]
+    done = subprocess.run([sys.executable, "-m", command, "image", "--data", str(tmp_path / "missing"), *out],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"python -m {command}: Fashion-MNIST not found in {tmp_path / 'missing'}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--epochs", "-3"], ["--seeds", "0"], ["--heads", "two"],
+                                  ["--density-lr", "0"]])
+def test_counts_and_rates_must_be_above_zero(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser("train", "").parse_args(["text", *argv])
+    assert exit_.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_an_explicit_epoch_count_is_used_and_an_absent_one_is_the_modalitys():
+    args = build_parser("train", "").parse_args(["text", "--epochs", "1"])
+    assert settings_for(args).epochs == 1
+    default = settings_for(build_parser("train", "").parse_args(["text"]))
+    assert default.epochs == 6 and settings_for(SimpleNamespace(**vars(args) | {"epochs": None})).epochs == 6
