@@ -155,11 +155,12 @@ class Explanation:
     predicted_label: str
     position_labels: list[str]  # one per real position: tokens, patch "row r, col c", times
     position_weights: np.ndarray  # (heads, positions): raw gates, what each head lets through (mean over its channels)
-    # (positions,): signed support for the predicted label. Text and audio: the pool's first-order account
-    # (DAAMClassifier.relevance), the sum of head_relevance; images: gradient x input per cell through the encoder
-    # (ImageEncoder.input_relevance), because a cell's removal reaches the features of its neighbours too.
+    # (positions,): signed support for the predicted label, by relevance_method (daam.relevance): "pool", the pool's
+    # first-order account (text); "reference", exact at the pool against the input with the position removed
+    # (audio: silenced); "encoder_gradient", gradient x input per position through the encoder (images: a cell's
+    # removal reaches the features of its neighbours too).
     position_relevance: np.ndarray
-    head_relevance: np.ndarray  # (heads, positions): the pool's account split over the heads that let it through
+    head_relevance: np.ndarray  # (heads, positions): the method's account split over the heads that let it through
     layer_importance: np.ndarray  # (layers, dim): the Importance Factor, mean gate per layer and feature
     layer_names: list[str]
     density: dict[str, DensityStage]  # by stage ("positions", "layers")
@@ -168,6 +169,7 @@ class Explanation:
     truncation_note: str  # what it left out, in words ("" when nothing)
     timings: dict[str, float]  # {"encoder_ms", "daam_ms"}
     extras: Extras | None = None  # what the modality adds for its view (text: none)
+    relevance_method: str = ""  # the name of the method that filled the relevance ("" in JSON written before it)
 
     @property
     def heads(self) -> int:
@@ -189,7 +191,7 @@ class Explanation:
         unknown = set(data) - set(names)
         if unknown:
             raise ValueError(f"unknown Explanation fields: {sorted(unknown)}")
-        missing = [n for n in names if n not in data and n != "extras"]
+        missing = [n for n in names if n not in data and n not in ("extras", "relevance_method")]
         if missing:
             raise ValueError(f"the explanation is missing the field {missing[0]!r}")
         values = dict(data)

@@ -32,6 +32,7 @@ class Modality:
     extras: type | None = None  # the Explanation.extras type its encoder fills
     train_defaults: dict = field(default_factory=dict)  # TrainSettings fields its run uses unless told otherwise
     architecture: dict = field(default_factory=dict)  # DAAMConfig fields its checkpoint is trained with, likewise
+    relevance: str = "pool"  # its explanations' relevance method, a name in daam.relevance.RELEVANCE_METHODS
 
     def resolve(self, role: str) -> Any:
         """The object an entry names: resolve("encoder") -> the encoder class."""
@@ -51,11 +52,11 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
              train_defaults={"epochs": 6, "lr": 3e-3}, architecture=SCORED_POSITIONS),
     Modality("image", "Image", "image", "image patches", encoder="daam.encoders:ImageEncoder",
              task="daam.data.fashion_mnist:task", card="daam.model_card:image_sections", extras=ImageExtras,
-             train_defaults={"epochs": 8, "lr": 3e-3}),
+             train_defaults={"epochs": 8, "lr": 3e-3}, relevance="encoder_gradient"),
     Modality("audio", "Audio", "audio", "time", encoder="daam.encoders:SpeechEncoder",
              task="daam.data.spoken_letters:task", card="daam.model_card:audio_sections", extras=AudioExtras,
              answer="spoken letter", min_confidence=0.5,
-             train_defaults={"epochs": 10, "lr": 3e-3}, architecture=SCORED_POSITIONS),
+             train_defaults={"epochs": 10, "lr": 3e-3}, architecture=SCORED_POSITIONS, relevance="reference"),
 )}
 
 

@@ -28,6 +28,7 @@ from .encoders import Encoded
 from .explanation import DensityStage, Explanation
 from .hub import resolve_checkpoint
 from .modalities import modality
+from .relevance import RelevanceMethod, build_relevance_method
 
 Z_VALUES_PER_HEAD = 1000  # enough for a histogram, small enough for a JSON answer
 CURVE_Z_RANGE, CURVE_POINTS = 4.0, 161  # z-grid the density curves are drawn on
@@ -204,8 +205,15 @@ class DAAMClassifier(nn.Module):
         return self._encoder
 
     def set_encoder(self, encoder: nn.Module) -> None:
-        """Use an already built encoder (kept out of the module tree so it is never saved)."""
+        """Use an already built encoder (kept out of the module tree so it is never saved). The modality's relevance
+        method must find in it what it calls (daam.relevance), or this raises a ValueError."""
+        self.relevance_method.check(encoder)
         self.__dict__["_encoder"] = encoder
+
+    @property
+    def relevance_method(self) -> RelevanceMethod:
+        """How explanations credit positions and heads: the modality's named method (daam.relevance)."""
+        return build_relevance_method(modality(self.config.modality).relevance)
 
     def density_stages(self) -> dict[str, MultiHeadDensityAdaptiveAttention]:
         """The stages whose mechanism is a density attention, by name ("positions", "layers")."""
@@ -235,23 +243,13 @@ class DAAMClassifier(nn.Module):
         self.eval()
         start = time.perf_counter()
         encoded: Encoded = self.encoder(list(inputs))
-        # What a removed position becomes (audio: the clip silenced), for relevance_against: an encoder pass too
-        reference = self.encoder.reference_features(encoded) if hasattr(self.encoder, "reference_features") else None
         encoder_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
         position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
-        if reference is not None:
-            head_relevance, position_relevance = self.relevance_against(logits, inter, mask,
-                                                                        reference.to(self.device).float())
-        else:
-            head_relevance = self.relevance(logits, inter, mask)  # (b, heads, positions)
-            position_relevance = head_relevance.sum(1)  # (b, positions)
-        through_encoder = self._input_relevance(encoded, mask, probs.argmax(-1))
-        if through_encoder is not None:
-            position_relevance = through_encoder
+        relevance = self.relevance_method(self, encoded, logits, inter, mask)  # (b, heads, positions), (b, positions)
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
         density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
@@ -272,8 +270,8 @@ class DAAMClassifier(nn.Module):
                 predicted_label=labels[int(probs[i].argmax())],
                 position_labels=list(encoded.position_labels[i]),
                 position_weights=position_weights[i, :, :n].cpu().numpy(),
-                position_relevance=position_relevance[i, :n].cpu().numpy(),
-                head_relevance=head_relevance[i, :, :n].cpu().numpy(),
+                position_relevance=relevance.positions[i, :n].cpu().numpy(),
+                head_relevance=relevance.heads[i, :, :n].cpu().numpy(),
                 layer_importance=layer_importance[i].cpu().numpy(),
                 layer_names=list(self.config.layer_names),
                 density=density,
@@ -282,23 +280,12 @@ class DAAMClassifier(nn.Module):
                 truncation_note=encoded.truncation_notes[i],
                 timings={"encoder_ms": encoder_ms / len(inputs), "daam_ms": daam_ms / len(inputs)},
                 extras=encoded.extras[i] if encoded.extras else None,
+                relevance_method=self.relevance_method.name,
             ))
         return explanations
 
     def explain(self, x) -> Explanation:
         return self.explain_batch([x])[0]
-
-    def _input_relevance(self, encoded: Encoded, mask: torch.Tensor, predicted) -> torch.Tensor | None:
-        """Relevance through the encoder, where it offers one (see ImageEncoder.input_relevance); else None."""
-        if not hasattr(self.encoder, "input_relevance"):
-            return None
-        predicted = torch.as_tensor(predicted, device=self.device)
-
-        def log_probability(features: torch.Tensor) -> torch.Tensor:
-            log_probs = self.forward(features, mask).log_softmax(-1)
-            return log_probs.gather(1, predicted[:, None]).squeeze(1)
-
-        return self.encoder.input_relevance(encoded.extras, log_probability)
 
     def relevance(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor) -> torch.Tensor:
         """Each head's and position's share of the predicted class's log-probability: (batch, heads, positions).

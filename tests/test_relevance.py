@@ -1,10 +1,13 @@
 """Relevance: one signed value per position that says what drove the prediction, checked by deletion."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from daam import DAAMClassifier, DAAMConfig, Explanation
+from daam.modalities import MODALITIES
 from daam.model import masked_mean
 from daam.train import FeatureCache, TrainSettings, fit
 
@@ -373,8 +376,11 @@ def test_relevance_against_a_reference_orders_positions_as_replacing_them_by_it_
     assert np.mean(rank_correlation) > 0.8, np.mean(rank_correlation)
 
 
-def test_an_encoder_with_a_reference_gets_relevance_against_it_in_explanations(scored):
+def test_a_modality_naming_reference_relevance_gets_it_against_its_encoders_reference(scored, monkeypatch):
     model, _, _ = scored
+    monkeypatch.setitem(MODALITIES, "text", dataclasses.replace(MODALITIES["text"], relevance="reference"))
+    with pytest.raises(ValueError, match="reference_features"):
+        model.set_encoder(ReadyFeatures())  # the method names what it needs of the encoder, which this one lacks
     model.set_encoder(SilencedFeatures())
     try:
         cache, _ = evidence_task(2, seed=7, marked=True)
@@ -387,5 +393,19 @@ def test_an_encoder_with_a_reference_gets_relevance_against_it_in_explanations(s
         np.testing.assert_allclose(e.head_relevance, heads[0].numpy(), rtol=1e-5, atol=1e-6)
         back = Explanation.from_json(e.to_json())
         np.testing.assert_allclose(back.position_relevance, e.position_relevance, atol=1e-6)
+        assert e.relevance_method == back.relevance_method == "reference"
     finally:
+        monkeypatch.undo()
         model.set_encoder(ReadyFeatures())  # as the other tests of this fixture expect
+
+
+def test_explanations_record_their_modalitys_relevance_method_and_an_unknown_one_is_refused(scored, monkeypatch):
+    model, _, _ = scored
+    cache, _ = evidence_task(1, seed=8, marked=True)
+    e = model.explain(cache.items[0])
+    assert e.relevance_method == MODALITIES["text"].relevance == "pool"
+    np.testing.assert_allclose(e.head_relevance.sum(0), e.position_relevance, rtol=1e-5, atol=1e-7)  # pool: heads sum
+    monkeypatch.setitem(MODALITIES, "text", dataclasses.replace(MODALITIES["text"], relevance="saliency"))
+    with pytest.raises(ValueError, match="unknown relevance method 'saliency'; known: \\['encoder_gradient', 'pool', "
+                                         "'reference'\\]"):
+        model.explain(cache.items[0])
