@@ -26,7 +26,6 @@ from daam import InputError, load_pretrained
 from daam.audio import MAX_SECONDS, WINDOW_S
 from daam.compare import compare_input, load_comparison, load_mechanisms
 from daam.explanation import Explanation
-from daam.faithfulness import CASES as CHECKABLE_KINDS
 from daam.faithfulness import check as deletion_check
 from daam.modalities import MODALITIES, no_answer
 from daam.playground import SAMPLE, head_parameters, shape_head
@@ -340,7 +339,7 @@ def _result_views(name: str) -> dict[str, gr.components.Component]:
     """What every modality tab shows, keyed like viz.explanation_figures' figures."""
     entry = MODALITIES[name]
     tokens = entry.input_kind == "text"
-    relevance = entry.input_kind in CHECKABLE_KINDS  # shown as the main view where the deletion test checks it
+    relevance = bool(entry.case)  # shown as the main view where the deletion test checks it
     views = {"summary": gr.Markdown(elem_id=f"{name}-summary"), "prediction": gr.Plot(label="Prediction")}
     if tokens:
         views["highlighted_text"] = gr.HTML(label="Highlighted text")
@@ -425,7 +424,7 @@ def _modality_tab(name: str, examples: list[tuple]) -> None:
         trigger(show, [source, head, normalise], outputs, api_visibility="private")
     for control in (head, normalise):
         control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
-    if kind in CHECKABLE_KINDS:
+    if MODALITIES[name].case:
         _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")

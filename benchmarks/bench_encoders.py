@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daam.encoders import ImageEncoder  # noqa: E402
+from daam.modalities.image import ImageEncoder  # noqa: E402
 
 
 def main() -> None:

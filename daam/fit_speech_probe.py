@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .data.spoken_letters import LETTERS, augment, espeak_variants, flite_letter, real_letter_clips, speak_letter
-from .encoders import SpeechEncoder
+from .modalities.audio import SpeechEncoder
 from .speech import PROBE_PATH, SAMPLE_RATE, clip_summary, fit
 
 

@@ -12,7 +12,7 @@ import torch
 
 from daam import DAAMClassifier, DAAMConfig, load_pretrained
 from daam.audio import HOP, SAMPLE_RATE, WINDOW_S, prepare_audio
-from daam.encoders import SpeechEncoder
+from daam.modalities.audio import SpeechEncoder
 from daam.whisper import N_MELS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -215,7 +215,7 @@ def test_bulk_encoding_takes_one_batch_size_and_falls_back_to_eager():
     """compile_for_bulk's path: batches of the compiled size only (others stay eager), the eager features' values,
     and where the compiled call fails, a warning and the eager path from then on. The compile itself is stood in
     for by a shape-recording wrapper; benchmarks/bench_encoders.py runs the real one."""
-    from daam.encoders import ImageEncoder
+    from daam.modalities.image import ImageEncoder
 
     encoder = ImageEncoder()
     encoder.compile_for_bulk(3)

@@ -11,7 +11,7 @@ import torch
 
 from daam import DAAMClassifier, DAAMConfig, Explanation, load_pretrained
 from daam.explanation import JSON_DECIMALS
-from daam.encoders import TextEncoder
+from daam.modalities.text import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "text"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoders import ImageEncoder
+from ..modalities.image import ImageEncoder
 from ..errors import DataError
 from ..images import BOTTLENECK, MODEL_SIZE
 from . import SPLIT_SEED, Task, daam_config, stratified_split

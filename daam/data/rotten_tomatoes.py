@@ -13,7 +13,7 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
-from ..encoders import TextEncoder
+from ..modalities.text import TextEncoder
 from ..errors import DataError
 from . import SPLIT_SEED, Task, daam_config, stratified_split
 

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..audio import HOP, SAMPLE_RATE, WINDOW_S
-from ..encoders import SpeechEncoder
+from ..modalities.audio import SpeechEncoder
 from ..errors import DataError
 from . import SPLIT_SEED, HeldOutSet, Task, daam_config
 

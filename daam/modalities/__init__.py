@@ -2,7 +2,8 @@
 
 Like transformers' Auto mappings, an entry names its code as "module:attribute" strings resolved on
 use, so this module imports no torch and no modality pays for another's imports. Adding a modality is
-one data module (its dataset and `task`), an encoder, and one entry here; the training CLI, checkpoint
+one data module (its dataset and `task`), one module beside this one (its encoder and deletion case), and one
+entry here; the training CLI, checkpoint
 loading, model cards and the app's tabs all loop over MODALITIES. The view (`viz`) dispatches on the
 entry's `extras` type, so a modality that reuses an existing one needs no new figure.
 """
@@ -13,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .explanation import AudioExtras, ImageExtras
+from ..explanation import AudioExtras, ImageExtras
 
 INPUT_KINDS = ("text", "image", "audio")  # the inputs the app knows how to offer
 
@@ -27,6 +28,7 @@ class Modality:
     encoder: str  # "module:Class" of its frozen encoder
     task: str  # "module:function": args -> (Task, encoder, DAAMConfig), its training data and architecture
     card: str  # "module:function": (metrics, config) -> its model card's sections
+    case: str = ""  # "module:Class": the deletion test's view of an input (daam.faithfulness); "": no such test
     answer: str = "answer"  # what a prediction is, in words ("spoken letter")
     min_confidence: float = 0.0  # below this top probability the app says no clear answer was found
     extras: type | None = None  # the Explanation.extras type its encoder fills
@@ -47,13 +49,16 @@ class Modality:
 SCORED_POSITIONS = {"position_mechanism": "daam_score", "pooling": "gate", "offset_spread": 1.5}
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in (
-    Modality("text", "Text", "text", "tokens", encoder="daam.encoders:TextEncoder",
+    Modality("text", "Text", "text", "tokens", encoder="daam.modalities.text:TextEncoder",
+             case="daam.modalities.text:TextCase",
              task="daam.data.rotten_tomatoes:task", card="daam.model_card:text_sections",
              train_defaults={"epochs": 6, "lr": 3e-3}, architecture=SCORED_POSITIONS),
-    Modality("image", "Image", "image", "image patches", encoder="daam.encoders:ImageEncoder",
+    Modality("image", "Image", "image", "image patches", encoder="daam.modalities.image:ImageEncoder",
+             case="daam.modalities.image:ImageCase",
              task="daam.data.fashion_mnist:task", card="daam.model_card:image_sections", extras=ImageExtras,
              train_defaults={"epochs": 8, "lr": 3e-3}, relevance="encoder_gradient"),
-    Modality("audio", "Audio", "audio", "time", encoder="daam.encoders:SpeechEncoder",
+    Modality("audio", "Audio", "audio", "time", encoder="daam.modalities.audio:SpeechEncoder",
+             case="daam.modalities.audio:AudioCase",
              task="daam.data.spoken_letters:task", card="daam.model_card:audio_sections", extras=AudioExtras,
              answer="spoken letter", min_confidence=0.5,
              train_defaults={"epochs": 10, "lr": 3e-3}, architecture=SCORED_POSITIONS, relevance="reference"),

