@@ -72,9 +72,24 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def daam_config(args, encoder, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
+    """The DAAMConfig every task builds: heads and densities from the command line, one layer per name, and the
+    modality's architecture (its registry entry) where the command line does not choose."""
+    chosen = {name: getattr(args, name) for name in ("position_mechanism", "pooling", "offset_spread")}
+    architecture = modality(encoder.modality).architecture | {k: v for k, v in chosen.items() if v is not None}
+    return DAAMConfig(modality=encoder.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,
+                      layer_heads=args.heads, position_heads=args.heads, layer_densities=args.densities,
+                      position_densities=args.densities, encoder={"name": encoder.name, "kwargs": {}},
+                      layer_names=list(layer_names), **architecture, **more)
+
+
 def prepare(args) -> tuple[Task, nn.Module, DAAMConfig, float]:
-    """The modality's task, encoder and config, and the seconds spent making its data (reading a dataset, or
+    """The modality's task (its dataset), encoder and config (its build, the command line and the registry's
+    architecture), and the seconds spent making its data (reading a dataset, or
     synthesising every voice for audio): part of what a run costs, though not of its training time."""
+    entry = modality(args.modality)
     started = time.time()
-    task, encoder, config = modality(args.modality).resolve("task")(args)
-    return task, encoder, config, round(time.time() - started, 1)
+    task = entry.resolve("task")(args)
+    data_time_s = round(time.time() - started, 1)
+    encoder, decided = entry.resolve("build")(args)
+    return task, encoder, daam_config(args, encoder, task.labels, **decided), data_time_s

@@ -83,14 +83,13 @@ def test_the_contract_and_the_registry_load_no_torch():
 def test_every_registry_entry_resolves():
     for entry in MODALITIES.values():
         assert entry.resolve("encoder").modality == entry.name
-        assert callable(entry.resolve("task")) and callable(entry.resolve("card"))
+        assert all(callable(entry.resolve(role)) for role in ("task", "build", "card", "case"))
 
 
 def test_a_training_run_takes_its_modalitys_architecture_unless_the_command_line_chooses():
     from types import SimpleNamespace
 
-    from daam.cli import build_parser
-    from daam.data import daam_config
+    from daam.cli import build_parser, daam_config
 
     def config(*argv):
         args = build_parser("train", "").parse_args(list(argv))

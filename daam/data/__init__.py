@@ -1,16 +1,15 @@
 """Training data, one module per dataset (like nanoGPT's data/*/prepare.py).
 
-Each module reads or synthesises its examples and has `task(args) -> (Task, encoder, DAAMConfig)`:
-the inputs, the split, where they came from, and the architecture trained on them. The modality
-registry (daam.modalities) names each task; `python -m daam.train MODALITY` runs it."""
+Each module reads or synthesises its examples and has `task(args) -> Task`: the inputs, the split and where
+they came from; nothing of the architecture, which the training run chooses (daam.cli.prepare, with the
+modality's build). The modality registry (daam.modalities) names each task; `python -m daam.train MODALITY`
+runs it."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 from typing import Callable
-
-from ..model import DAAMConfig
 
 SPLIT_SEED = 0
 
@@ -50,16 +49,3 @@ def stratified_split(labels: list[int], seed: int, fractions=(0.8, 0.1, 0.1)) ->
         split["val"] += idx[n_train:n_train + n_val]
         split["test"] += idx[n_train + n_val:]
     return {k: sorted(v) for k, v in split.items()}
-
-
-def daam_config(args, encoder, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
-    """The DAAMConfig every task builds: heads and densities from the command line, one layer per name, and the
-    modality's architecture (its registry entry) where the command line does not choose."""
-    from ..modalities import modality
-
-    chosen = {name: getattr(args, name) for name in ("position_mechanism", "pooling", "offset_spread")}
-    architecture = modality(encoder.modality).architecture | {k: v for k, v in chosen.items() if v is not None}
-    return DAAMConfig(modality=encoder.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,
-                      layer_heads=args.heads, position_heads=args.heads, layer_densities=args.densities,
-                      position_densities=args.densities, encoder={"name": encoder.name, "kwargs": {}},
-                      layer_names=list(layer_names), **architecture, **more)

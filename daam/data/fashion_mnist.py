@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..modalities.image import ImageEncoder
 from ..errors import DataError
-from ..images import BOTTLENECK, MODEL_SIZE
-from . import SPLIT_SEED, Task, daam_config, stratified_split
+from . import SPLIT_SEED, Task, stratified_split
 
 ROOT = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -59,10 +57,4 @@ def task(args):
                 {"files": str(root), "sha256": digest.hexdigest(), "examples": len(inputs),
                  "split": {"seed": SPLIT_SEED, "train_and_val_from": "official training images (stratified subset)",
                            "test_from": "official test images (random subset)"}})
-    encoder = ImageEncoder()
-    config = daam_config(
-        args, encoder, LABELS, encoder.layer_names, args.dim,
-        adapter={"name": "stage_projection", "kwargs": {"channels": encoder.channels, "dim": args.dim}},
-        preprocessing={"function": "daam.images.prepare_image", "bottleneck": BOTTLENECK, "size": MODEL_SIZE,
-                       "normalisation": "(x - 127) / 128, grey repeated to 3 channels"})
-    return task, encoder, config
+    return task

@@ -13,9 +13,8 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
-from ..modalities.text import TextEncoder
 from ..errors import DataError
-from . import SPLIT_SEED, Task, daam_config, stratified_split
+from . import SPLIT_SEED, Task, stratified_split
 
 LABELS = ["rotten", "fresh"]
 
@@ -46,10 +45,4 @@ def task(args):
                 {"file": data_path.name, "sha256": data_hash, "examples": len(texts),
                  "split": {"seed": SPLIT_SEED, "fractions": [0.8, 0.1, 0.1]}, "max_length": args.max_length},
                 sort_key=len)
-    encoder = TextEncoder(max_length=args.max_length)
-    # Training snippets are cut to args.max_length; inference keeps the encoder's own limit.
-    config = daam_config(args, encoder, LABELS, encoder.layer_names, encoder.dim,
-                         preprocessing={"tokenizer": encoder.name,
-                                        "max_length": encoder.model.config.max_position_embeddings,
-                                        "train_max_length": args.max_length})
-    return task, encoder, config
+    return task

