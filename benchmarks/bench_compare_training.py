@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from bench_core import interleaved_medians  # noqa: E402
-from daam.mechanisms import POOLINGS, MechanismClassifier, MechanismConfig  # noqa: E402
+from daam.mechanisms import COMPARED, MechanismClassifier, MechanismConfig  # noqa: E402
 from daam.model import mix_layers  # noqa: E402
 
 BATCH, LAYERS, POSITIONS, DIM, CLASSES = 64, 5, 40, 384, 26
@@ -40,14 +40,14 @@ def main() -> None:
         return run
 
     heads = {name: step(MechanismClassifier(MechanismConfig(name, "audio", letters, LAYERS, DIM)))
-             for name in POOLINGS}
+             for name in COMPARED}
     hidden = features.float().movedim(1, 2).contiguous()
     logits = torch.zeros(LAYERS, requires_grad=True)
     mixes = {"einsum": lambda: torch.einsum("blpd,l->bpd", hidden, logits.softmax(0)).sum().backward(),
              "mix_layers": lambda: mix_layers(hidden, logits).sum().backward()}
     times = interleaved_medians({**heads, **mixes}, rounds=15)
     print(f"one training step on ({BATCH}, {LAYERS}, {POSITIONS}, {DIM}) features, 2 threads: ratio to mean pooling")
-    for name in POOLINGS:
+    for name in COMPARED:
         print(f"  {name:<22} {times[name] / times['mean']:5.2f}x   ({times[name] * 1e3:.1f} ms)")
     print(f"layer mix, forward + backward: einsum / mix_layers = {times['einsum'] / times['mix_layers']:.2f}x "
           f"({times['einsum'] * 1e3:.1f} vs {times['mix_layers'] * 1e3:.1f} ms)")

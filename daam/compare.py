@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from .errors import DataError
 from .faithfulness import FRACTIONS, deletion_curves, unit_case
-from .mechanisms import POOLINGS, MechanismClassifier, MechanismConfig
+from .mechanisms import COMPARED, MechanismClassifier, MechanismConfig
 from .model import DAAMClassifier
 
 MECHANISM_NAMES = {
@@ -168,7 +168,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
     from safetensors.torch import save_file
 
     from .metrics import classification_report, mean_sd
-    from .train import best_on_validation, encode_all, fit, predict
+    from .train import best_on_validation, encode_all, predict, train_seeds
 
     started = time.time()
     checkpoint = Path(args.checkpoint)
@@ -196,18 +196,15 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
     curves = json.loads((checkpoint / "training_curves.json").read_text())["daam"]
     daam_results = metrics["results"]["daam"]
     earlier = {r["name"]: r for r in (load_comparison(checkpoint) or {}).get("mechanisms", [])}
-    names = args.mechanisms or list(POOLINGS)
+    names = args.mechanisms or list(COMPARED)
     rows = [{"name": "daam", "title": MECHANISM_NAMES["daam"],
              "accuracy_mean": daam_results["test_accuracy"]["mean"], "accuracy_sd": daam_results["test_accuracy"]["sd"],
              "seeds": seeds, "macro_f1": daam_results["test_macro_f1"]["mean"],
              "curve": [round(float(v), 5) for v in np.mean([c["val_accuracy"] for c in curves.values()], 0)],
              **measure(daam)}]
     for name in names:
-        runs = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            model = MechanismClassifier(MechanismConfig.beside(name, config))
-            runs.append((seed, model, fit(model, cache, task.split, settings, seed, f"{name} seed {seed}")))
+        runs = train_seeds(lambda: MechanismClassifier(MechanismConfig.beside(name, config)), cache, task.split,
+                           settings, seeds, name)
         reports = [classification_report(y_test, predict(model, cache, test)[0], task.labels) for _, model, _ in runs]
         chosen = runs[best_on_validation(runs)][1]
         chosen.set_encoder(encoder)
@@ -222,7 +219,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
                      **measure(chosen)})
         print(f"{name}: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f}, "
               f"deletion drop at 20% {rows[-1]['faithfulness']:.3f}")
-    rows += [earlier[name] for name in POOLINGS if name not in names and name in earlier]  # kept from the last run
+    rows += [earlier[name] for name in COMPARED if name not in names and name in earlier]  # kept from the last run
     rows = [next(r for r in rows if r["name"] == name) for name in MECHANISM_NAMES if any(r["name"] == name for r in rows)]
     comparison = {
         "task": metrics["task"], "split": metrics["split"], "seeds": seeds,
@@ -250,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser("python -m daam.compare", __doc__)
     parser.add_argument("--checkpoint", help="the shipped checkpoint to compare with (default checkpoints/<modality>)")
     parser.add_argument("--faithfulness-items", type=int, default=60, help="held-out test items for the deletion test")
-    parser.add_argument("--mechanisms", nargs="+", choices=sorted(POOLINGS),
+    parser.add_argument("--mechanisms", nargs="+", choices=sorted(COMPARED),
                         help="train only these again; the other rows are kept from the existing comparison.json")
     parser.add_argument("--timings-only", action="store_true",
                         help="only time every shipped head again, side by side, and update comparison.json")

@@ -1,8 +1,10 @@
-"""Pooling mechanisms that take DAAM's place in the classifier, for the comparison (`python -m daam.compare`).
+"""Pooling mechanisms that take DAAM's place in the classifier: the comparison's (`python -m daam.compare`) and the
+two baselines every training run reports beside DAAM (mean pooling and learned-query attention of the last layer).
 
 Every mechanism pools (batch, positions, dim) states over their real positions into (batch, dim) and says how much
 weight each position got, (batch, positions), summing to 1 over real positions. The classifier around it is shared
-with DAAM's: the checkpoint's adapter, a learned softmax mix of the layers, the mechanism, LayerNorm, a linear head.
+with DAAM's: the checkpoint's adapter, a learned softmax mix of the layers (or the last layer alone, for the
+baselines), the mechanism, LayerNorm, a linear head.
 
     mean                  every real position alike
     softmax_attention     one learned query: softmax over positions of q . x (q starts at 0: uniform weights)
@@ -11,6 +13,9 @@ with DAAM's: the checkpoint's adapter, a learned softmax mix of the layers, the 
     gated_attention       Ilse et al. (2018): softmax of w . (tanh(V x) * sigmoid(U x))
     daam_original         the original release's gate (daam.original): per channel, a normalised product of
                           Gaussians over positions, i.e. a per-channel attention distribution; weights: its mean
+    learned_query_attention
+                          nn.MultiheadAttention (4 heads) from one learned query to the states: the attention-pooling
+                          baseline of training runs (metrics.json's attention_pool); weights: the mean of its heads
 """
 
 from __future__ import annotations
@@ -109,6 +114,17 @@ class OriginalDensityPooling(nn.Module):
         return gated.sum(1), gate.mean(-1)
 
 
+class LearnedQueryAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int = 4) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * dim**-0.5)
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+
+    def forward(self, states, mask):
+        pooled, weights = self.attention(self.query.expand(len(states), -1, -1), states, states, key_padding_mask=~mask)
+        return pooled[:, 0], weights[:, 0]  # (batch, dim), (batch, positions): the mean over heads
+
+
 POOLINGS = {
     "mean": MeanPooling,
     "softmax_attention": SoftmaxAttention,
@@ -116,7 +132,11 @@ POOLINGS = {
     "additive_attention": AdditiveAttention,
     "gated_attention": GatedAttention,
     "daam_original": OriginalDensityPooling,
+    "learned_query_attention": LearnedQueryAttention,
 }
+COMPARED = ("mean", "softmax_attention", "multihead_attention", "additive_attention", "gated_attention",
+            "daam_original")  # what python -m daam.compare trains in DAAM's place
+BASELINES = {"mean_pool_probe": "mean", "attention_pool": "learned_query_attention"}  # a training run's, by their metrics name
 
 
 @dataclass
@@ -128,24 +148,34 @@ class MechanismConfig:
     dim: int
     adapter: dict = field(default_factory=dict)  # the DAAM checkpoint's (daam.adapters)
     dropout: float = 0.1
+    layers: str = "mix"  # "mix": a learned softmax mix of the layers; "last": the last layer alone
 
     @classmethod
-    def beside(cls, mechanism: str, daam_config) -> "MechanismConfig":
+    def beside(cls, mechanism: str, daam_config, **changes) -> "MechanismConfig":
         """The configuration that puts `mechanism` where the DAAM checkpoint of daam_config has DAAM."""
         c = daam_config
-        return cls(mechanism, c.modality, list(c.labels), c.num_layers, c.dim, dict(c.adapter), c.dropout)
+        return cls(mechanism, c.modality, list(c.labels), c.num_layers, c.dim, dict(c.adapter), **{"dropout": c.dropout} | changes)
+
+    @classmethod
+    def baseline(cls, name: str, daam_config) -> "MechanismConfig":
+        """A training run's baseline (a name in BASELINES): its mechanism over the last layer, without dropout."""
+        return cls.beside(BASELINES[name], daam_config, layers="last", dropout=0.0)
 
 
 class MechanismClassifier(nn.Module):
-    """adapter -> softmax mix of layers -> pooling mechanism -> LayerNorm -> Linear; forward like DAAMClassifier's."""
+    """adapter -> softmax mix of layers (or the last layer) -> pooling mechanism -> LayerNorm -> Linear; forward
+    like DAAMClassifier's."""
 
     def __init__(self, config: MechanismConfig) -> None:
         super().__init__()
         if config.mechanism not in POOLINGS:
             raise ValueError(f"unknown mechanism {config.mechanism!r}; known: {sorted(POOLINGS)}")
+        if config.layers not in ("mix", "last"):
+            raise ValueError(f"layers must be 'mix' or 'last', got {config.layers!r}")
         self.config = config
         self.adapter = build_adapter(config.adapter)
-        self.layer_logits = nn.Parameter(torch.zeros(config.num_layers))
+        if config.layers == "mix":
+            self.layer_logits = nn.Parameter(torch.zeros(config.num_layers))
         self.pooling = POOLINGS[config.mechanism](config.dim)
         self.norm, self.dropout = nn.LayerNorm(config.dim), nn.Dropout(config.dropout)
         self.head = nn.Linear(config.dim, len(config.labels))
@@ -163,7 +193,7 @@ class MechanismClassifier(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_weights: bool = False):
         """Encoder features, mask (batch, positions) -> logits (batch, classes) [, weights (batch, positions)]."""
         hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
-        mixed = mix_layers(hidden, self.layer_logits)
+        mixed = mix_layers(hidden, self.layer_logits) if self.config.layers == "mix" else hidden[:, -1]
         pooled, weights = self.pooling(mixed, mask)
         logits = self.head(self.dropout(self.norm(pooled)))
         return (logits, weights) if return_weights else logits

@@ -25,8 +25,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attention import DENSITY_PARAMETERS, head_overlap
-from .baselines import AttentionPool, MeanPoolProbe
 from .data import HeldOutSet, Task
+from .mechanisms import BASELINES, MechanismClassifier, MechanismConfig
 from .metrics import classification_report, head_movement, mean_sd
 from .modalities import modality
 from .model import DAAMClassifier, DAAMConfig
@@ -163,6 +163,17 @@ def fit(model: nn.Module, cache: FeatureCache, split: dict, settings: TrainSetti
 
 
 # ---------------------------------------------------------------------------- the run
+def train_seeds(make, cache: FeatureCache, split: dict, settings: TrainSettings, seeds: list[int],
+                name: str) -> list[tuple[int, nn.Module, dict]]:
+    """One model per seed, made and trained from that seed: (seed, model, fit's record) each."""
+    runs = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = make()
+        runs.append((seed, model, fit(model, cache, split, settings, seed, f"{name} seed {seed}")))
+    return runs
+
+
 def best_on_validation(runs: list) -> int:
     """Index of the (seed, model, info) run with the best validation accuracy: the one that ships."""
     return max(range(len(runs)), key=lambda i: runs[i][2]["val_accuracy"])
@@ -192,19 +203,10 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     sizes = {k: len(v) for k, v in task.split.items()}
     print(f"{task.description}: {len(task.inputs)} examples, split sizes {sizes}")
     cache = encode_all(encoder, task.inputs, task.targets, sort_key=task.sort_key)
-    classes = len(task.labels)
-    makers = {
-        "daam": lambda: DAAMClassifier(config),
-        "mean_pool_probe": lambda: MeanPoolProbe(config.dim, classes, config.adapter),
-        "attention_pool": lambda: AttentionPool(config.dim, classes, config.adapter),
-    }
+    makers = {"daam": lambda: DAAMClassifier(config)}
+    makers |= {name: lambda name=name: MechanismClassifier(MechanismConfig.baseline(name, config)) for name in BASELINES}
     seeds = list(range(args.seeds))
-    trained = {name: [] for name in makers}
-    for name, make in makers.items():
-        for seed in seeds:
-            torch.manual_seed(seed)
-            model = make()
-            trained[name].append((seed, model, fit(model, cache, task.split, settings, seed, f"{name} seed {seed}")))
+    trained = {name: train_seeds(make, cache, task.split, settings, seeds, name) for name, make in makers.items()}
 
     # The test split is touched here only, once per selected model.
     y_test = cache.labels[task.split["test"]].numpy()

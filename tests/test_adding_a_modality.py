@@ -2,6 +2,7 @@
 letter) whose entry names code in this file alone, and the training command, the model card, checkpoint loading,
 the Explanation and the deletion test pick it up with no other file touched."""
 
+import json
 import random
 
 import pytest
@@ -98,6 +99,8 @@ def test_a_modality_registered_in_one_place_trains_explains_and_is_checked(toy_m
     from daam.train import main
 
     main(["toy", "--out", str(tmp_path / "toy"), "--seeds", "1", "--heads", "2", "--densities", "2"])
+    metrics = json.loads((tmp_path / "toy" / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"daam", "mean_pool_probe", "attention_pool"}  # DAAM beside both baselines
     card = (tmp_path / "toy" / "README.md").read_text()
     assert "# DAAM toy checkpoint: toy strings" in card and "160 generated strings" in card
 
