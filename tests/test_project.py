@@ -1,10 +1,13 @@
 """The promises the repository makes to a newcomer and to CI."""
 
-import pytest
+import importlib
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +43,13 @@ def test_demo_runs():
     out = subprocess.run([sys.executable, "-m", "daam"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "mixture" in out.stdout and "product" in out.stdout
+
+
+@pytest.mark.parametrize("script", ["daam-train", "daam-compare"])
+def test_the_installed_commands_are_the_modules_command_lines(script, capsys):
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts[script].partition(":")
+    main = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "modality" in capsys.readouterr().out
