@@ -69,8 +69,8 @@ def full_float32():
 
 def mix_layers(hidden: torch.Tensor, layer_logits: torch.Tensor) -> torch.Tensor:
     """(batch, layers, positions, dim) -> (batch, positions, dim): the softmax(layer_logits)-weighted sum of layers.
-    A broadcast product and a sum: about twice as fast on CPU as the einsum, which routes a 5-wide contraction
-    through a batched matmul (benchmarks/bench_compare_training.py)."""
+    A broadcast product and a sum, not an einsum, which routes a 5-wide contraction through a batched matmul
+    (benchmarks/bench_compare_training.py prints the ratio)."""
     return (hidden * layer_logits.softmax(0)[:, None, None]).sum(1)
 
 
@@ -297,9 +297,8 @@ class DAAMClassifier(nn.Module):
         matters through how much more weight the gate gives it than an even split would: what it adds is
         share_p * (mixed_p - uniform), with uniform the plain mean of the real positions. These sum to
         (pooled - uniform) . g, the first-order effect of the gate's choices against pooling every position alike.
-        (Chosen on validation sentences and synthetic clips over centring on the pooled vector itself: deletion at
-        20% 0.365 vs 0.352 on text, 0.522 vs 0.448 on audio.) One forward pass, no backward; positive = supports
-        the predicted label."""
+        (Chosen on validation sentences and synthetic clips over centring on the pooled vector itself; the figures:
+        README, "The mechanism comparison".) One forward pass, no backward; positive = supports the predicted label."""
         shares = self.pool_shares(inter.positions.gate, mask)
         if self.config.pooling == "gate":
             uniform = masked_mean(inter.mixed, mask[:, :, None], dim=1)  # (b, d)
@@ -328,9 +327,8 @@ class DAAMClassifier(nn.Module):
         (the shares held fixed), through LayerNorm and the head exactly rather than to first order; a head's, the same
         with only its channels taken out, so heads need not sum to their position. One more encoder pass (the
         reference) and one more pass of the DAAM stages; no backward. Chosen on the validation voices over relevance()
-        (deletion at 20% against occlusion's, 104 clips each: 0.96x vs 0.85x on flite's rms voice, 1.00x vs 0.95x on
-        espeak-ng's); on validation sentences the exact form against the even mix gained nothing (0.329 vs 0.334), so
-        text keeps relevance()."""
+        by the deletion test; on validation sentences it gained nothing, so text keeps relevance() (the figures:
+        README, "The mechanism comparison")."""
         _, removed = self.forward(reference, mask, return_intermediates=True)
         added = self.pool_shares(inter.positions.gate, mask) * (inter.mixed - removed.mixed)  # (b, p, d)
         heads = head_index(added.shape[-1], self.position_attention.num_heads, added.device)

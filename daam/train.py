@@ -51,7 +51,7 @@ class FeatureCache:
         return padded.movedim(1, self.position_axis), mask, self.labels[idx]
 
 
-BULK_COMPILE_FROM = 2000  # inputs: below this a ~25 s compile costs more than it saves
+BULK_COMPILE_FROM = 2000  # inputs: below this the one-off compile costs more than it saves (bench_encoders.py)
 
 
 def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, sort_key=None) -> FeatureCache:
@@ -76,11 +76,8 @@ class TrainSettings:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
-    # The density parameters' peak rate, and the weight of the head-overlap penalty (attention.head_overlap).
-    # Chosen on text validation (seed 0): at the base rate the densities never left their start (median head
-    # movement 0.03 / 0.02 per stage); 0.03 moved them 0.30 / 0.17 but left two heads 0.046 apart; the penalty
-    # at 0.2 with 0.05 was the one setting meeting every head goal (0.36 / 0.22 moved, closest pair 0.13), at
-    # validation accuracy 0.7628 against 0.7667 (6 of 1269 sentences). Details: the text card.
+    # The density parameters' peak rate, and the weight of the head-overlap penalty (attention.head_overlap): at the
+    # base rate the densities never leave their start. Chosen on text validation (README, "Trained checkpoints").
     density_lr: float | None = 5e-2
     head_diversity: float = 0.2
 

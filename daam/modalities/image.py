@@ -56,9 +56,9 @@ class ImageEncoder(nn.Module):
         self._bulk_batch = 0
 
     def compile_for_bulk(self, batch_size: int) -> None:
-        """Encode batches of exactly batch_size pictures through a torch.compile'd `features`: about 1.6-2x faster
-        on 2 CPU cores (benchmarks/bench_encoders.py) after a one-off compile (~25 s on a fresh machine), so it
-        pays off on thousands of pictures (training, the comparison), never for the app's single ones. Other batch
+        """Encode batches of exactly batch_size pictures through a torch.compile'd `features`: faster after a
+        one-off compile (benchmarks/bench_encoders.py prints both), so it pays off on thousands of pictures
+        (training, the comparison), never for the app's single ones. Other batch
         sizes (a run's last batch, the deletion test's) stay eager, so one shape is compiled, once. Where compiling
         fails (no C compiler), one warning, then eager."""
         self._bulk, self._bulk_batch = torch.compile(self.features, dynamic=False), batch_size
@@ -109,7 +109,7 @@ class ImageEncoder(nn.Module):
 
         The pool's own account (DAAMClassifier.relevance) stops at the encoder's features, but a 7x7 feature of
         EfficientNet sees far beyond its cell, so blacking a cell out moves many features at once; only a path
-        through the encoder ranks cells as deletion does (on held-out images: 0.55 drop at 20% vs 0.38)."""
+        through the encoder ranks cells as deletion does (the image card's faithfulness table measures it)."""
         device = next(self.model.parameters()).device
         seen = torch.from_numpy(np.stack([e.image for e in extras])).to(device).float().requires_grad_(True)
         with torch.enable_grad():
