@@ -11,12 +11,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import functools
+import inspect
 import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 import torch
@@ -130,27 +132,6 @@ def _explain(modality: str, value) -> Explanation:
     return model.explain(_check_input(MODALITIES[modality].input_kind, value))
 
 
-@_user_errors
-def explain_text(text: str) -> dict:
-    """Explain a sentence with the text DAAM checkpoint: the Explanation as JSON."""
-    return _explain("text", text).to_dict()
-
-
-@_user_errors
-def explain_image(image: str) -> dict:
-    """Explain an image file (PNG, JPEG, GIF, WebP, BMP, TIFF) with the image checkpoint: the Explanation as JSON."""
-    return _explain("image", image).to_dict()
-
-
-@_user_errors
-def explain_audio(audio: str) -> dict:
-    """Explain an audio file (WAV, FLAC, OGG) with the audio checkpoint: the Explanation as JSON."""
-    return _explain("audio", audio).to_dict()
-
-
-API = {"text": explain_text, "image": explain_image, "audio": explain_audio}  # /explain_<modality>
-
-
 @functools.cache
 def _mechanisms(modality: str) -> dict:
     """DAAM and the comparison's trained heads for a modality, loaded on first use (small files)."""
@@ -168,25 +149,33 @@ def _compare(modality: str, value) -> dict:
     return compare_input(_mechanisms(modality), value) | {"modality": modality}
 
 
-@_user_errors
-def compare_text(text: str) -> dict:
-    """Every mechanism of the comparison on a sentence: rows of name, predicted_label, probabilities, position_weights."""
-    return _compare("text", text)
+INPUT_NAMES = {"text": "a sentence", "image": "an image file (PNG, JPEG, GIF, WebP, BMP, TIFF)",
+               "audio": "an audio file (WAV, FLAC, OGG)"}  # by input kind, for the endpoints' descriptions
 
 
-@_user_errors
-def compare_image(image: str) -> dict:
-    """Every mechanism of the comparison on an image file: rows of name, predicted_label, probabilities, position_weights."""
-    return _compare("image", image)
+def _endpoint(verb: str, name: str, work: Callable[[str, object], dict], doc: str) -> Callable[[str], dict]:
+    """The named endpoint /<verb>_<name> of a modality: one parameter, called after its input kind (text, image or
+    audio: what gr.api and gradio_client show), a string (the text, or an uploaded file's path). doc: its
+    description, with {input} and {name} to fill."""
+    kind = MODALITIES[name].input_kind
+
+    def endpoint(value: str) -> dict:
+        return work(name, value)
+
+    endpoint.__name__ = endpoint.__qualname__ = f"{verb}_{name}"
+    endpoint.__doc__ = doc.format(input=INPUT_NAMES[kind], name=name)
+    endpoint.__annotations__ = {kind: str, "return": dict}
+    endpoint.__signature__ = inspect.Signature([inspect.Parameter(kind, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                  annotation=str)], return_annotation=dict)
+    return _user_errors(endpoint)
 
 
-@_user_errors
-def compare_audio(audio: str) -> dict:
-    """Every mechanism of the comparison on an audio file: rows of name, predicted_label, probabilities, position_weights."""
-    return _compare("audio", audio)
-
-
-COMPARE_API = {"text": compare_text, "image": compare_image, "audio": compare_audio}  # /compare_<modality>
+API = {name: _endpoint("explain", name, lambda name, value: _explain(name, value).to_dict(),
+                       "Explain {input} with the {name} checkpoint: the Explanation as JSON.")
+       for name in MODALITIES}  # /explain_<modality>
+COMPARE_API = {name: _endpoint("compare", name, _compare, "Every mechanism of the {name} comparison on {input}: rows "
+                               "of name, predicted_label, probabilities, position_weights.")
+               for name in MODALITIES}  # /compare_<modality>
 
 
 # ---------------------------------------------------------------------------- views
@@ -638,8 +627,10 @@ def build() -> gr.Blocks:
         with gr.Tab("Models"):
             _models_tab(models, missing)
         demo.load(playground, [mode, *sliders], outputs, api_visibility="private")
-        gr.api(explain_text, api_name="explain_text")
-        gr.api(compare_text, api_name="compare_text")
+        for name, entry in MODALITIES.items():  # text endpoints take a string; file ones are wired in their tabs
+            if entry.input_kind == "text":
+                gr.api(API[name], api_name=f"explain_{name}")
+                gr.api(COMPARE_API[name], api_name=f"compare_{name}")
     return demo
 
 

@@ -172,7 +172,7 @@ def test_export_writes_json_and_offline_html_and_prunes_old_exports(monkeypatch)
     import app
 
     monkeypatch.setattr(app, "KEEP_EXPORTS", 2)
-    explanation = app.explain_text("A lovely film.")
+    explanation = app.API["text"]("A lovely film.")
     for _ in range(4):
         json_path, html_path = app.export(explanation)
     assert json.loads(Path(json_path).read_text())["predicted_label"] == explanation["predicted_label"]
