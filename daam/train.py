@@ -14,7 +14,10 @@ curves and model card."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +227,6 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
 
     out = Path(args.out)
     shipped = trained["daam"][best_on_validation(trained["daam"])][1]
-    shipped.save_pretrained(out)
     metrics = {
         "task": task.description,
         "labels": task.labels,
@@ -241,13 +243,29 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
         metrics[name] = None if held_out is None else evaluate_held_out(held_out, encoder, trained, task.labels)
     metrics["train_time_s"] = round(time.time() - started, 1)
     metrics["data_time_s"] = data_time_s
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "training_curves.json").write_text(json.dumps(curves) + "\n")
-    write_card(out, metrics, config)
+    write_checkpoint(out, shipped, metrics, curves)
     print(f"test accuracy (mean ± sd over {len(seeds)} seeds): " + ", ".join(
         f"{n} {r['test_accuracy']['mean']:.4f} ± {r['test_accuracy']['sd']:.4f}" for n, r in results.items()))
     print(f"wrote {out} in {metrics['train_time_s']} s (and {data_time_s} s making the data)")
     return metrics
+
+
+def write_checkpoint(out: Path, model: DAAMClassifier, metrics: dict, curves: dict) -> None:
+    """A run's checkpoint files (weights, config, metrics, curves, card), whole or not at all: written into a hidden
+    folder beside `out`, then each moved into place (a rename) once all are complete. Files a run does not write,
+    such as a comparison's, stay; a run that fails or is interrupted leaves `out` as it was, or absent."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (staging / "training_curves.json").write_text(json.dumps(curves) + "\n")
+        write_card(staging, metrics, model.config)
+        out.mkdir(exist_ok=True)
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def settings_for(args):

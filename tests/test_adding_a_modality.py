@@ -113,3 +113,31 @@ def test_a_modality_registered_in_one_place_trains_explains_and_is_checked(toy_m
 
     deletion = check(model, "abxcd")  # through the entry's case
     assert deletion["unit"] == "letters" and deletion["units"] == 5 and len(deletion["relevance"]) == 4
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_no_half_written_checkpoint(toy_modality, tmp_path, monkeypatch):
+    from daam import train
+
+    out = tmp_path / "toy"
+    argv = ["toy", "--out", str(out), "--seeds", "1", "--heads", "2", "--densities", "2", "--epochs", "1"]
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # the last file of a run's checkpoint fails
+        patched.setattr(train, "write_card", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(argv)
+    assert list(tmp_path.iterdir()) == []  # no checkpoint, no staging folder
+
+    train.main(argv)
+    (out / "comparison.json").write_text("{}")  # what a comparison adds, which a later run keeps
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert {"model.safetensors", "config.json", "metrics.json", "training_curves.json", "README.md"} < set(before)
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "write_card", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(argv)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # the earlier checkpoint, untouched
+    assert [path.name for path in tmp_path.iterdir()] == ["toy"]
