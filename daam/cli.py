@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from .data import Task
+from .data import Task, check
 from .errors import DataError
 from .modalities import MODALITIES, modality
 from .model import DAAMConfig
@@ -89,6 +89,7 @@ def prepare(args) -> tuple[Task, nn.Module, DAAMConfig, float]:
     entry = modality(args.modality)
     started = time.time()
     task = entry.resolve("task")(args)
+    check(task)
     data_time_s = round(time.time() - started, 1)
     encoder, decided = entry.resolve("build")(args)
     return task, encoder, daam_config(args, encoder, task.labels, **decided), data_time_s

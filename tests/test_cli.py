@@ -46,3 +46,51 @@ def test_an_explicit_epoch_count_is_used_and_an_absent_one_is_the_modalitys():
     assert settings_for(args).epochs == 1
     default = settings_for(build_parser("train", "").parse_args(["text"]))
     assert default.epochs == 6 and settings_for(SimpleNamespace(**vars(args) | {"epochs": None})).epochs == 6
+
+
+def _csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+BAD_DATA = {  # name: (what to write, the message's telling part)
+    "missing file": (None, "no such file"),
+    "other columns": (("label,sentence", ["fresh,Great."] * 30), "has no category or text column; its columns: "
+                                                                 "['label', 'sentence']"),
+    "header only": (("category,text", []), "no examples were read"),
+    "one class": (("category,text", [f"fresh,Great film number {i}." for i in range(30)]),
+                  "every example has the label 'fresh'"),
+    "three rows": (("category,text", ["fresh,Good.", "rotten,Bad.", "fresh,Fine."]), "leave the val and test split empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_training_data_ends_the_run_with_what_is_wrong_and_writes_nothing(case, tmp_path, capsys):
+    from daam.train import main
+
+    content, message = BAD_DATA[case]
+    data = tmp_path / "data.csv"
+    if content is not None:
+        _csv(data, *content)
+    with pytest.raises(SystemExit) as done:
+        main(["text", "--data", str(data), "--out", str(tmp_path / "ckpt")])
+    assert done.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_unreadable_bytes_are_said_to_be_no_utf8_csv(tmp_path):
+    from daam.data.rotten_tomatoes import load
+
+    bad = tmp_path / "data.csv"
+    bad.write_bytes(b"category,text\nfresh,\xff\xfe\x00bad\n")
+    with pytest.raises(DataError, match="could not be read as a UTF-8 CSV"):
+        load(bad)
+
+
+def test_a_class_that_never_reaches_training_is_named():
+    from daam.data import Task, check
+
+    task = Task("toy", ["a", "b"], list("xxxxy"), [0, 0, 0, 0, 1], {"train": [0, 1], "val": [2], "test": [3, 4]}, {})
+    with pytest.raises(DataError, match="too few examples of 'b' \\(1\\) to reach the training split"):
+        check(task)

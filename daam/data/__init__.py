@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import DataError
+
 SPLIT_SEED = 0
 
 
@@ -36,6 +38,25 @@ class Task:
     sort_key: Callable | None = None
     groups: list[str] | None = None  # per input, e.g. its voice: test accuracy is also reported per group
     held_out: dict[str, HeldOutSet | None] = field(default_factory=dict)  # name -> set (None: not installed)
+
+
+def check(task: Task) -> None:
+    """A DataError, in words, for data no classifier can be trained and tested on: no examples, one class, a split
+    left empty, or a class too small to reach the training split."""
+    if not task.inputs:
+        raise DataError(f"{task.description}: no examples were read")
+    present = sorted(set(task.targets))
+    if len(present) < 2:
+        raise DataError(f"{task.description}: every example has the label {task.labels[present[0]]!r}; a classifier "
+                        "needs examples of two classes or more")
+    empty = [name for name in ("train", "val", "test") if not task.split.get(name)]
+    if empty:
+        raise DataError(f"{task.description}: {len(task.inputs)} examples leave the {' and '.join(empty)} split "
+                        "empty; more examples are needed")
+    in_training = {task.targets[i] for i in task.split["train"]}
+    unseen = [f"{task.labels[c]!r} ({task.targets.count(c)})" for c in present if c not in in_training]
+    if unseen:
+        raise DataError(f"{task.description}: too few examples of {', '.join(unseen)} to reach the training split")
 
 
 def stratified_split(labels: list[int], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:

