@@ -46,15 +46,6 @@ DELETION_FRACTION = 0.2
 TIMING_BATCH = 64  # inputs whose encoder features every head is timed on
 
 
-def position_weights(model: nn.Module, features: torch.Tensor, mask: torch.Tensor):
-    """(logits, weights (batch, positions) summing to 1 over real positions) of DAAM or any mechanism."""
-    if isinstance(model, DAAMClassifier):
-        logits, inter = model(features, mask, return_intermediates=True)
-        gate = inter.positions.gate.mean(-1) * mask  # the mean raw gate: what the position stage lets through
-        return logits, gate / gate.sum(1, keepdim=True).clamp(min=1e-12)
-    return model(features, mask, return_weights=True)
-
-
 def load_mechanisms(checkpoint: str | Path, daam: DAAMClassifier) -> dict[str, nn.Module]:
     """The shipped comparison's trained heads (with DAAM first), ready to run on DAAM's encoder features; empty where
     the checkpoint has no comparison."""
@@ -88,7 +79,7 @@ def compare_input(mechanisms: dict[str, nn.Module], item) -> dict:
     n = int(mask[0].sum())
     rows = []
     for name, model in mechanisms.items():
-        logits, weights = position_weights(model.eval(), features, mask)
+        logits, weights = model.eval()(features, mask, return_weights=True)
         probabilities = logits.softmax(-1)[0].cpu().numpy()
         rows.append({"name": name, "title": MECHANISM_NAMES[name],
                      "predicted_label": daam.config.labels[int(probabilities.argmax())],
@@ -144,7 +135,7 @@ def update_timings(checkpoint: Path, daam: DAAMClassifier) -> dict:
 def unit_weights(model: nn.Module, case) -> tuple[torch.Tensor, np.ndarray]:
     """A model's logits for a deletion-test case's input, and its weights summed into the case's units."""
     encoded = model.encoder([case.source])
-    logits, weights = position_weights(model.eval(), encoded.features.float(), encoded.mask)
+    logits, weights = model.eval()(encoded.features.float(), encoded.mask, return_weights=True)
     return logits, case.per_unit(weights[0, : int(encoded.mask[0].sum())].numpy())
 
 

@@ -161,8 +161,14 @@ class DAAMClassifier(nn.Module):
         self._densities: tuple | None = None  # (parameter versions, {stage: DensityStage}): see densities()
 
     # ------------------------------------------------------------------ model
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False):
-        """Encoder features, mask (batch, positions) -> logits (batch, classes) [, ClassifierIntermediates]."""
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False,
+                return_weights: bool = False):
+        """Encoder features, mask (batch, positions) -> logits (batch, classes) [, ClassifierIntermediates]
+        [, weights (batch, positions)].
+
+        weights, as every pooling mechanism gives them (daam.mechanisms), for comparing with them: each position's
+        mean raw gate over the position stage's channels (what the stage lets through), normalised to sum to 1 over
+        the real positions."""
         hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
         if hidden.dim() != 4 or hidden.shape[1] != self.config.num_layers or hidden.shape[3] != self.config.dim:
             raise ValueError(f"hidden must be (batch, {self.config.num_layers}, positions, {self.config.dim}), got {tuple(hidden.shape)}")
@@ -171,9 +177,13 @@ class DAAMClassifier(nn.Module):
         _, positions = self.position_attention(mixed, mask=mask[:, :, None], return_intermediates=True)
         pooled = (self.pool_shares(positions.gate, mask) * mixed).sum(1)  # (batch, dim)
         logits = self.head(self.dropout(self.norm(pooled)))
-        if not return_intermediates:
-            return logits
-        return logits, ClassifierIntermediates(hidden, mixed, pooled, layers, positions)
+        out = (logits,)
+        if return_intermediates:
+            out += (ClassifierIntermediates(hidden, mixed, pooled, layers, positions),)
+        if return_weights:
+            gate = positions.gate.mean(-1) * mask
+            out += (gate / gate.sum(1, keepdim=True).clamp(min=1e-12),)
+        return out if len(out) > 1 else logits
 
     def channel_gate(self, gate: torch.Tensor) -> torch.Tensor:
         """The position stage's gate per channel, (batch, positions, dim): a scored stage gives one value per head

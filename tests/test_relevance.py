@@ -409,3 +409,19 @@ def test_explanations_record_their_modalitys_relevance_method_and_an_unknown_one
     with pytest.raises(ValueError, match="unknown relevance method 'saliency'; known: \\['encoder_gradient', 'pool', "
                                          "'reference'\\]"):
         model.explain(cache.items[0])
+
+
+def test_daam_gives_position_weights_as_the_mechanisms_do(scored):
+    model, _, _ = scored
+    cache, _ = evidence_task(8, seed=9, marked=True)
+    features, mask, _ = cache.batch(list(range(8)))
+    mask[:3, 9:] = False
+    with torch.no_grad():
+        logits, weights = model.eval()(features, mask, return_weights=True)
+        same, inter, again = model(features, mask, return_intermediates=True, return_weights=True)
+    torch.testing.assert_close(weights.sum(1), torch.ones(8))
+    assert (weights[:3, 9:] == 0).all() and (weights >= 0).all()
+    torch.testing.assert_close(same, logits)
+    torch.testing.assert_close(again, weights)
+    gate = inter.positions.gate.mean(-1) * mask  # the raw gate, normalised: what the position stage lets through
+    torch.testing.assert_close(weights, gate / gate.sum(1, keepdim=True))
