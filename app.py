@@ -324,6 +324,11 @@ def _api_input(name: str):
             else gr.Audio(type="filepath", visible=False))
 
 
+def _asked(button: gr.Button, source) -> list:
+    """The events that ask for a result: the button, and Enter in a text box."""
+    return [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])
+
+
 def _result_views(name: str) -> dict[str, gr.components.Component]:
     """What every modality tab shows, keyed like viz.explanation_figures' figures."""
     entry = MODALITIES[name]
@@ -408,11 +413,9 @@ def _modality_tab(name: str, examples: list[tuple]) -> None:
         return _render(views, Explanation.from_dict(saved), head_choice, normalise_each)
 
     outputs = [explanation, head, source, *views.values()] + ([seen] if seen is not None else [])
-    triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])
-    for trigger in triggers:
-        trigger(show, [source, head, normalise], outputs, api_visibility="private")
-    for control in (head, normalise):
-        control.change(rerender, [explanation, head, normalise], list(views.values()), api_visibility="private")
+    gr.on(_asked(button, source), show, [source, head, normalise], outputs, api_visibility="private")
+    gr.on([head.change, normalise.change], rerender, [explanation, head, normalise], list(views.values()),
+          api_visibility="private", trigger_mode="always_last")
     if MODALITIES[name].case:
         _trust_panel(name, source)
     with gr.Row():
@@ -481,8 +484,8 @@ def _playground_tab() -> tuple:
                                              elem_id=f"{name}-{k}"))
     outputs = [gr.Markdown(elem_id="playground-verdict"), gr.Plot(label="Gate over z", elem_id="playground-curve"),
                gr.Plot(label="A sample input, gated")]
-    for control in [mode, *sliders]:
-        control.change(playground, [mode, *sliders], outputs, api_visibility="private")
+    gr.on([control.change for control in [mode, *sliders]], playground, [mode, *sliders], outputs,
+          api_visibility="private", trigger_mode="always_last")
     source.change(playground_start, source, sliders, api_visibility="private")
     return mode, sliders, outputs
 
@@ -571,9 +574,7 @@ def _compare_input(name: str) -> None:
             return {verdict: f"**Nothing compared** — {error.message}", plot: None}
         return {verdict: _compare_verdict(result), plot: viz.mechanism_weights(result, kind=kind)}
 
-    triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])
-    for trigger in triggers:
-        trigger(show, source, [verdict, plot], api_visibility="private")
+    gr.on(_asked(button, source), show, source, [verdict, plot], api_visibility="private")
     if kind != "text":
         hidden = gr.Button(visible=False)
         hidden.click(COMPARE_API[name], _api_input(name), gr.JSON(visible=False), api_name=f"compare_{name}")
