@@ -17,6 +17,10 @@ num_heads contiguous chunks (the last takes the remainder), each with its own
 statistics and density. With head_axis=d, axis d is cut into head groups instead and
 the statistics stay along the normalisation axis. Every head and density is computed
 in one batched expression; nothing loops over them.
+
+This module is the layer: input checks, padding, the standardisation's layout and the fused path. The heads'
+densities, their gate and curves are daam.densities.DensityHeads; the autograd functions with hand-written
+backwards are daam.density_functions.
 """
 
 from __future__ import annotations
@@ -27,18 +31,13 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import fused
+from .densities import DensityHeads, _check_positive_int
+from .density_functions import _Standardise
 
-MODES = ("mixture", "product")
 DENSITY_PARAMETERS = ("mean_offsets", "raw_scales", "mixture_logits")  # each module's learnable density
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _resolve_axis(name: str, axis: int, ndim: int, shape: torch.Size) -> int:
@@ -81,115 +80,8 @@ class Intermediates:
     gate: torch.Tensor  # shaped like x (padding: 1)
 
 
-# Elements per chunk of the (densities, rows, positions, cols) work tensor: small enough to stay in
-# cache, large enough that per-op overhead is negligible.
-_CHUNK_ELEMENTS = 1 << 19
-
-
-def _chunks(z3: torch.Tensor, per_element: int):
-    """Slices (a, :, b) of a (A, P, B) tensor, each making about _CHUNK_ELEMENTS elements of the
-    (per_element, a, P, b) work tensor."""
-    A, P, B = z3.shape
-    budget = max(1, _CHUNK_ELEMENTS // (P * per_element))
-    b_step = B if B <= budget else budget
-    a_step = max(1, budget // b_step)
-    for a in range(0, A, a_step):
-        for b in range(0, B, b_step):
-            yield slice(a, a + a_step), slice(b, b + b_step)
-
-
-class _MixtureGate(torch.autograd.Function):
-    """Mixture gate sum_k exp(e_k) for z of shape (A, P, B) and per-position parameters (K, 1, P, 1).
-
-    e_k = log w_k - c_k (z - mu_k)^2 with c_k = 1 / (2 s_k^2) is <= 0, so no exp overflows and
-    the sum of non-negative terms cannot cancel: the same value as exp(logsumexp(e)) without
-    its max-shift passes. Works chunk by chunk, so the (K, A, P, B) work tensor never exists whole
-    while it is computed; the densities are its outer axis, so every op runs over contiguous columns.
-    When gradients are wanted the components exp(e_k) are kept for backward (K times the input's
-    memory, a fraction of what a per-density loop keeps), which saves recomputing them; a backward
-    under create_graph recomputes them from the inputs instead, so second derivatives are exact."""
-
-    @staticmethod
-    def forward(ctx, z, offsets, neg_inv_two_var, log_w):
-        ctx.save_for_backward(z, offsets, neg_inv_two_var, log_w)
-        keep = any(ctx.needs_input_grad)
-        gate, components = torch.empty_like(z), []
-        for a, b in _chunks(z, offsets.shape[0]):
-            sq = (z[a, :, b] - offsets).square_()  # (K, a, P, b)
-            part = torch.addcmul(log_w, sq, neg_inv_two_var, out=sq).exp_()
-            gate[a, :, b] = part.sum(0)
-            if keep:
-                components.append(part)  # one per chunk, in the order backward visits them
-        ctx.components = components
-        return gate
-
-    @staticmethod
-    def backward(ctx, grad_gate):
-        z, offsets, neg_inv_two_var, log_w = ctx.saved_tensors
-        components = ctx.components
-        differentiable = torch.is_grad_enabled()  # create_graph=True: autograd records this backward itself
-        grad_z = torch.empty_like(z)
-        grad_mu = grad_c = grad_lw = torch.zeros_like(offsets)
-        for i, (a, b) in enumerate(_chunks(z, offsets.shape[0])):
-            diff = z[a, :, b] - offsets  # (K, a, P, b)
-            # d gate / d e_k is the k-th component exp(e_k). Out-of-place where autograd records the ops: an
-            # in-place op would overwrite a value that record needs.
-            if differentiable:
-                term = torch.addcmul(log_w, diff.square(), neg_inv_two_var).exp() * grad_gate[a, :, b]
-            else:
-                term = components[i] * grad_gate[a, :, b]
-            grad_lw = grad_lw + term.sum((1, 3), keepdim=True)
-            weighted = term * diff  # d e_k / d z = -2 c_k diff = 2 * neg_c * diff
-            grad_z[a, :, b] = 2 * (weighted * neg_inv_two_var).sum(0)
-            grad_mu = grad_mu - weighted.sum((1, 3), keepdim=True)
-            grad_c = grad_c + (weighted * diff if differentiable else weighted.mul_(diff)).sum((1, 3), keepdim=True)
-        return grad_z, grad_mu * (2 * neg_inv_two_var), grad_c, grad_lw
-
-
-def _z_and_rstd(x: torch.Tensor, weight: torch.Tensor | None, dim: int, eps: float):
-    """(x - mean) / sqrt(var + eps) along dim over entries with weight 1 (biased variance; weight-0 entries of x
-    must be 0 and get z = 0), written with differentiable ops. Returns z and 1 / sqrt(var + eps)."""
-    if weight is None:  # two passes (torch.var_mean's one-pass Welford is several times slower off the last axis)
-        centred = x - x.mean(dim, keepdim=True)
-        rstd = torch.rsqrt(centred.square().mean(dim, keepdim=True) + eps)
-        return centred * rstd, rstd
-    count = weight.sum(dim, keepdim=True).clamp(min=1)
-    centred = (x - x.sum(dim, keepdim=True) / count) * weight
-    rstd = torch.rsqrt(centred.square().sum(dim, keepdim=True) / count + eps)
-    return centred * rstd, rstd
-
-
-class _Standardise(torch.autograd.Function):
-    """_z_and_rstd's z with its backward in closed form: dx = rstd (dz - mean(dz) - z mean(dz z)) over each slice's
-    real entries, a few passes instead of autograd's record of every op. Under create_graph (double backward)
-    z and rstd are recomputed from the saved x, which is on the graph, so the same closed form, written out of
-    place, carries the second derivative back to x."""
-
-    @staticmethod
-    def forward(ctx, x, weight, dim, eps):
-        z, rstd = _z_and_rstd(x, weight, dim, eps)
-        ctx.save_for_backward(x, weight, z, rstd)
-        ctx.dim, ctx.eps = dim, eps
-        return z
-
-    @staticmethod
-    def backward(ctx, grad_z):
-        x, weight, z, rstd = ctx.saved_tensors
-        dim = ctx.dim
-        if torch.is_grad_enabled():  # create_graph=True: recompute, since the saved rstd has no record of its x
-            z, rstd = _z_and_rstd(x, weight, dim, ctx.eps)
-        if weight is None:
-            mean_g, mean_gz = grad_z.mean(dim, keepdim=True), (grad_z * z).mean(dim, keepdim=True)
-        else:
-            count = weight.sum(dim, keepdim=True).clamp(min=1)
-            grad_z = grad_z * weight
-            mean_g, mean_gz = grad_z.sum(dim, keepdim=True) / count, (grad_z * z).sum(dim, keepdim=True) / count
-        grad_x = (grad_z - mean_g - z * mean_gz) * rstd
-        return (grad_x if weight is None else grad_x * weight), None, None, None
-
-
-class _DensityAttention(nn.Module):
-    """Shared implementation: `num_heads` parameter sets of `num_densities` components each."""
+class _DensityAttention(DensityHeads):
+    """Shared implementation: standardise x along norm_axis, gate each element by its head's density of z."""
 
     def __init__(
         self,
@@ -203,112 +95,16 @@ class _DensityAttention(nn.Module):
         head_axis: int | None = None,
         fused: bool = False,
     ) -> None:
-        super().__init__()
-        _check_positive_int("num_heads", num_heads)
-        _check_positive_int("num_densities", num_densities)
+        super().__init__(num_heads, num_densities, mean_offset_init, mode)
         if not isinstance(norm_axis, int) or isinstance(norm_axis, bool):
             raise ValueError(f"norm_axis must be an int, got {norm_axis!r}")
         if head_axis is not None and (not isinstance(head_axis, int) or isinstance(head_axis, bool)):
             raise ValueError(f"head_axis must be an int or None, got {head_axis!r}")
         if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.norm_axis, self.head_axis = norm_axis, head_axis
-        self.num_heads, self.num_densities = num_heads, num_densities
-        self.padding_value, self.eps, self.mode = padding_value, float(eps), mode
+        self.padding_value, self.eps = padding_value, float(eps)
         self.fused = bool(fused)  # daam/fused.py: one compiled kernel for the whole layer, forward and backward
-
-        # Scales start spread around 1 so the components are distinguishable from the first step.
-        spread = torch.linspace(0.5, 1.5, num_densities) if num_densities > 1 else torch.ones(1)
-        raw_scale = spread + torch.log(-torch.expm1(-spread))  # inverse softplus
-        self.mean_offsets = nn.Parameter(torch.full((num_heads, num_densities), float(mean_offset_init)))
-        self.raw_scales = nn.Parameter(raw_scale.repeat(num_heads, 1))
-        self.mixture_logits = nn.Parameter(torch.zeros(num_heads, num_densities))
-
-    # ---------------------------------------------------------------- parameters
-    @property
-    def scales(self) -> torch.Tensor:  # (heads, densities), strictly positive
-        return F.softplus(self.raw_scales) + 1e-3
-
-    @property
-    def mixture_weights(self) -> torch.Tensor:  # (heads, densities), rows sum to 1
-        return torch.softmax(self.mixture_logits, dim=-1)
-
-    def collapsed_gaussian(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The single Gaussian a product of the K densities equals, per head: (offset, scale, peak).
-
-        prod_k exp(-c_k (z - mu_k)^2) = peak * exp(-(z - m)^2 / (2 S^2)) with precision
-        1/S^2 = sum_k 1/s_k^2, m the precision-weighted mean of the mu_k and peak <= 1.
-        Shapes (heads,)."""
-        c = 0.5 / self.scales.square()  # (heads, K)
-        total = c.sum(-1)
-        centre = (c * self.mean_offsets).sum(-1) / total
-        residual = (c * (self.mean_offsets - centre[:, None]).square()).sum(-1)
-        return centre, torch.rsqrt(2 * total), torch.exp(-residual)
-
-    def _gate(self, z: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
-        """Gate of z (A, P, B), where heads (P,) gives each position's head."""
-        if self.mode == "product":  # one Gaussian per head: one exp per element instead of K
-            centre, scale, peak = (t[heads].unsqueeze(1) for t in self.collapsed_gaussian())  # (P, 1)
-            return torch.exp(-0.5 * ((z - centre) / scale).square()) * peak
-        neg_inv_two_var = -0.5 / self.scales.square()
-        log_w = torch.log_softmax(self.mixture_logits, dim=-1)
-        params = (p[heads].T[:, None, :, None] for p in (self.mean_offsets, neg_inv_two_var, log_w))  # (K, 1, P, 1)
-        offsets, neg_inv_two_var, log_w = params
-        if torch.compiler.is_compiling():  # one expression, which the compiler fuses without the (K, A, P, B) tensor
-            return torch.addcmul(log_w, (z - offsets).square(), neg_inv_two_var).exp().sum(0)
-        return _MixtureGate.apply(z.contiguous(), offsets, neg_inv_two_var, log_w)
-
-    def density_parameters(self) -> dict:
-        """Per-head density parameters as detached float32 tensors of shape (heads, densities).
-
-        In product mode also the single Gaussian the product equals (collapsed_*, shape (heads,))."""
-        with torch.no_grad():
-            params = {
-                "offsets": self.mean_offsets.float().clone(),
-                "scales": self.scales.float(),
-                "weights": self.mixture_weights.float(),
-                "mode": self.mode,
-            }
-            if self.mode == "product":
-                params["collapsed_offset"], params["collapsed_scale"], params["collapsed_peak"] = (
-                    t.float() for t in self.collapsed_gaussian())
-        return params
-
-    @torch.no_grad()
-    def set_density_parameters(self, offsets, scales, weights) -> None:
-        """Set every head's densities from (heads, densities) offsets, positive scales and positive weights
-        (weights are normalised per head): the inverse of density_parameters()."""
-        shape = self.mean_offsets.shape
-        values = [torch.as_tensor(v, dtype=torch.float32).reshape(shape) for v in (offsets, scales, weights)]
-        offsets, scales, weights = values
-        if not (scales > 1e-3).all() or not (weights > 0).all():
-            raise ValueError("scales must exceed 0.001 and weights must be positive")
-        self.mean_offsets.copy_(offsets)
-        self.raw_scales.copy_(torch.log(torch.expm1(scales - 1e-3)))  # inverse of softplus(raw) + 1e-3
-        self.mixture_logits.copy_(torch.log(weights / weights.sum(-1, keepdim=True)))
-
-    def gate_curves(self, z: torch.Tensor) -> torch.Tensor:
-        """Every head's gate over a 1-D grid of z: (heads, grid), differentiable in the density parameters."""
-        grid = torch.as_tensor(z, dtype=torch.float32, device=self.mean_offsets.device).reshape(1, 1, -1)
-        heads = torch.arange(self.num_heads, device=grid.device)
-        return self._gate(grid.expand(1, self.num_heads, -1), heads)[0]
-
-    @torch.no_grad()
-    def density_curve(self, z: torch.Tensor, components: bool = False):
-        """Every head's gate over a 1-D grid of z: (heads, grid).
-
-        With components=True also returns each component, (heads, densities, grid):
-        w_k N_k(z) in mixture mode (they sum to the gate), the factors in product mode."""
-        gate = self.gate_curves(z)
-        grid = torch.as_tensor(z, dtype=torch.float32, device=self.mean_offsets.device).reshape(1, 1, -1)
-        if not components:
-            return gate
-        expo = -(grid[0, :, :, None] - self.mean_offsets[:, None]).square() * (0.5 / self.scales.square())[:, None]
-        if self.mode == "mixture":
-            expo = expo + torch.log_softmax(self.mixture_logits, -1)[:, None]
-        return gate, expo.exp().transpose(1, 2)  # (heads, densities, grid)
 
     # ---------------------------------------------------------------- forward
     def _real_mask(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -11,7 +11,7 @@ from daam import (
     MultiHeadDensityAdaptiveAttention,
     MultiHeadGaussianAdaptiveAttention,
 )
-from daam.attention import _MixtureGate
+from daam.density_functions import _MixtureGate
 
 from loop_reference import loop_density_attention as reference
 
