@@ -22,6 +22,7 @@ from typing import Callable
 
 import gradio as gr
 import torch
+from huggingface_hub import ModelCard
 
 import viz
 from daam import InputError, load_pretrained
@@ -583,10 +584,9 @@ def _compare_input(name: str) -> None:
 CARD_SUMMARY_SECTIONS = 2  # a card's first sections (task and data, results) show; the rest fold away
 
 
-def _card_parts(card: str) -> tuple[str, str]:
+def _card_parts(path: Path) -> tuple[str, str]:
     """A model card without its YAML header, split into the summary and the details."""
-    body = card.split("---", 2)[-1] if card.startswith("---") else card
-    sections = body.split("\n## ")
+    sections = ModelCard.load(path).text.split("\n## ")
     keep = CARD_SUMMARY_SECTIONS + 1  # the title and intro come before the first section
     return "\n## ".join(sections[:keep]), "## " + "\n## ".join(sections[keep:]) if len(sections) > keep else ""
 
@@ -599,7 +599,7 @@ def _models_tab(models: dict, missing: dict) -> None:
                     gr.Markdown(missing[name])
                     continue
                 directory = CHECKPOINTS / name
-                summary, details = _card_parts((directory / "README.md").read_text())
+                summary, details = _card_parts(directory / "README.md")
                 gr.Markdown(summary)
                 if details:
                     with gr.Accordion("Details: heads, faithfulness, encoder, how to reproduce, limitations", open=False):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
+from huggingface_hub import ModelCard, ModelCardData
+
 from .attention import OVERLAP_MARGIN
 from .modalities import modality
 from .model import DAAMConfig
@@ -116,11 +118,10 @@ def write_card(out: Path, metrics: dict, config: DAAMConfig) -> None:
     confusion = "\n".join(f"| {metrics['labels'][i]} | " + " | ".join(str(v) for v in row) + " |"
                           for i, row in enumerate(sel["confusion_matrix"]))
     quick = "\n> **Smoke-test checkpoint** (`--quick`): not a real result.\n" if metrics.get("quick") else ""
+    header = ModelCardData(license="apache-2.0", library_name="daam-lens", pipeline_tag=sec["pipeline_tag"],
+                           tags=["density-adaptive-attention", "interpretability", sec["tag"]])
     text = f"""---
-license: apache-2.0
-library_name: daam-lens
-pipeline_tag: {sec['pipeline_tag']}
-tags: [density-adaptive-attention, interpretability, {sec['tag']}]
+{header.to_yaml()}
 ---
 # DAAM {config.modality} checkpoint: {sec['title']}
 {quick}
@@ -157,4 +158,4 @@ machine that ran it{data_time_sentence(metrics)}. Curves: `training_curves.json`
 ## Limitations
 {sec['limitations']}
 """
-    (out / "README.md").write_text(text)
+    ModelCard(text).save(out / "README.md")

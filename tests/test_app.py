@@ -298,7 +298,7 @@ def test_the_summary_says_when_there_is_no_clear_answer_or_the_text_was_unknown(
 def test_models_tab_folds_a_cards_details_and_examples_say_what_they_are():
     import app
 
-    summary, details = app._card_parts((ROOT / "checkpoints" / "text" / "README.md").read_text())
+    summary, details = app._card_parts(ROOT / "checkpoints" / "text" / "README.md")
     assert summary.count("\n## ") == app.CARD_SUMMARY_SECTIONS and "## Results" in summary
     assert details.startswith("## ") and "## Limitations" in details and "---" not in summary[:5]
     labels = dict(app._examples("audio"))
