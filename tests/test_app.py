@@ -169,37 +169,38 @@ def test_browser_playground_switches_to_product_and_shows_the_collapse(app_url, 
 
 
 def test_export_writes_json_and_offline_html_and_prunes_old_exports(monkeypatch):
-    import app
+    from ui import explain_tab, serving
 
-    monkeypatch.setattr(app, "KEEP_EXPORTS", 2)
-    explanation = app.API["text"]("A lovely film.")
+    monkeypatch.setattr(explain_tab, "KEEP_EXPORTS", 2)
+    explanation = serving.API["text"]("A lovely film.")
     for _ in range(4):
-        json_path, html_path = app.export(explanation)
+        json_path, html_path = explain_tab.export(explanation)
     assert json.loads(Path(json_path).read_text())["predicted_label"] == explanation["predicted_label"]
     page = Path(html_path).read_text()
     assert "export-positions" in page and "plotly" in page.lower()
-    assert len(list(app.EXPORTS.iterdir())) <= 3  # the kept ones plus the newest
+    assert len(list(explain_tab.EXPORTS.iterdir())) <= 3  # the kept ones plus the newest
 
 
 def test_playground_starts_from_a_checkpoint_head_or_from_scratch():
-    import app
+    from ui import playground_tab
 
-    label = next(k for k in app.playground_heads() if k.startswith("text: positions"))
-    attention, head = app.playground_heads()[label]
+    label = next(k for k in playground_tab.playground_heads() if k.startswith("text: positions"))
+    attention, head = playground_tab.playground_heads()[label]
     p = attention.density_parameters()
-    values = app.playground_start(label)
+    values = playground_tab.playground_start(label)
     np.testing.assert_allclose(values[:3], np.clip(p["offsets"][head].numpy(), -4, 4), atol=0.005)
     np.testing.assert_allclose(values[3:6], np.clip(p["scales"][head].numpy(), 0.05, 3), atol=0.005)
     np.testing.assert_allclose(values[6:], np.clip(p["weights"][head].numpy(), 0.001, 1), atol=0.005)
     assert all(v == round(v, 2) for v in values)  # the sliders' step: no long floats on screen
-    assert app.playground_start(app.FROM_SCRATCH) == [v for name in ("offset", "scale", "weight") for v in app.SCRATCH[name]]
+    scratch = [v for name in ("offset", "scale", "weight") for v in playground_tab.SCRATCH[name]]
+    assert playground_tab.playground_start(playground_tab.FROM_SCRATCH) == scratch
 
 
 def test_playground_default_keeps_both_modes_of_the_sample_and_a_vanished_gate_is_called_so():
-    import app
+    from ui import playground_tab
     from daam.playground import SAMPLE, shape_head
 
-    start = app.playground_start(app.FROM_SCRATCH)
+    start = playground_tab.playground_start(playground_tab.FROM_SCRATCH)
     shaped = shape_head("mixture", start[:3], start[3:6], start[6:])
     z = shaped.z
     low_mode, high_mode = np.median(z[: 700]), np.median(z[700:])  # SAMPLE's two clusters, standardised
@@ -207,22 +208,22 @@ def test_playground_default_keeps_both_modes_of_the_sample_and_a_vanished_gate_i
     gate_at = lambda v: shaped.gate[np.argmin(np.abs(z - v))]  # noqa: E731
     assert gate_at(low_mode) > 2 * gate_at(valley) and gate_at(high_mode) > 2 * gate_at(valley)
     assert len(SAMPLE) == 1200
-    text, _, _ = app.playground("product", -2, 0, 2, 0.1, 0.1, 0.1, 1, 1, 1)  # narrow factors far apart
+    text, _, _ = playground_tab.playground("product", -2, 0, 2, 0.1, 0.1, 0.1, 1, 1, 1)  # narrow factors far apart
     assert "practically zero" in text and "peak 1" not in text
 
 
 def test_slow_requests_get_a_message_instead_of_hanging(monkeypatch):
     import gradio as gr
 
-    import app
+    from ui import serving
 
-    monkeypatch.setattr(app, "REQUEST_TIMEOUT_S", 0.2)
-    slow = app._user_errors(lambda: time.sleep(2))
+    monkeypatch.setattr(serving, "REQUEST_TIMEOUT_S", 0.2)
+    slow = serving.user_errors(lambda: time.sleep(2))
     started = time.perf_counter()
     with pytest.raises(gr.Error, match="longer than 0.2 s"):
         slow()
     assert time.perf_counter() - started < 1.5
-    assert app._user_errors(lambda: "quick")() == "quick"
+    assert serving.user_errors(lambda: "quick")() == "quick"
 
 
 PLOT_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)
@@ -280,28 +281,28 @@ def test_browser_bad_input_after_a_good_one_leaves_no_stale_result(app_url):
 
 
 def test_the_summary_says_when_there_is_no_clear_answer_or_the_text_was_unknown():
-    import app
+    from ui import explain_tab
     from daam import Explanation
 
     e = Explanation.from_json((EXAMPLES / "audio_klettres_en_w.json").read_text())
     e.probabilities = [0.3] + [0.7 / (len(e.labels) - 1)] * (len(e.labels) - 1)
     e.predicted_label, e.timings = e.labels[0], {"encoder_ms": 0.2, "daam_ms": 3.4}
-    summary = app._summary(e)
+    summary = explain_tab.summary(e)
     assert "No clear spoken letter" in summary and "30.0%" in summary and "encoder under 1 ms" in summary
     e.extras.speech_probability = 0.02  # the speech probe's verdict comes first
-    assert "does not sound like speech" in app._summary(e) and "2.0%" in app._summary(e)
+    assert "does not sound like speech" in explain_tab.summary(e) and "2.0%" in explain_tab.summary(e)
     assert Explanation.from_json(e.to_json()).extras.speech_probability == 0.02
-    unknown = app._summary(load_pretrained(ROOT / "checkpoints" / "text").explain("😀🎉 🙂"))
+    unknown = explain_tab.summary(load_pretrained(ROOT / "checkpoints" / "text").explain("😀🎉 🙂"))
     assert "[UNK]" in unknown and "almost nothing" in unknown
 
 
 def test_models_tab_folds_a_cards_details_and_examples_say_what_they_are():
-    import app
+    from ui import inputs, models_tab
 
-    summary, details = app._card_parts(ROOT / "checkpoints" / "text" / "README.md")
-    assert summary.count("\n## ") == app.CARD_SUMMARY_SECTIONS and "## Results" in summary
+    summary, details = models_tab.card_parts(ROOT / "checkpoints" / "text" / "README.md")
+    assert summary.count("\n## ") == models_tab.CARD_SUMMARY_SECTIONS and "## Results" in summary
     assert details.startswith("## ") and "## Limitations" in details and "---" not in summary[:5]
-    labels = dict(app._examples("audio"))
+    labels = dict(inputs.examples_of("audio"))
     assert labels[str(EXAMPLES / "audio_espeak_b.wav")].startswith("spoken B")
     assert all(not label.endswith((".wav", ".ogg")) for label in labels.values())
 

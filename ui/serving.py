@@ -1,0 +1,160 @@
+"""What every tab of the app shares: the loaded checkpoints, how a request runs (on a worker thread, with a
+time limit, its errors turned into messages for the visitor), and the named endpoints /explain_<name> and
+/compare_<name>, one pair per modality of the registry."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import functools
+import inspect
+import logging
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+import torch
+
+from daam import InputError, load_pretrained
+from daam.compare import compare_input, load_mechanisms
+from daam.explanation import Explanation
+from daam.modalities import MODALITIES
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "checkpoints"
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+MAX_TEXT_CHARS = 50_000  # the encoder reads 512 tokens; far longer text only costs tokenisation time
+REQUEST_TIMEOUT_S = 30  # a request that takes longer gets a message instead of holding the page
+WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="daam-request")
+log = logging.getLogger("daam-lens")
+
+try:  # on Hugging Face ZeroGPU Spaces, inference must run inside spaces.GPU
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn):
+        return fn
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def load_checkpoints(root: Path, device: str = "cpu") -> tuple[dict, dict[str, str]]:
+    """Every checkpoint under root/<modality>/: (models by modality, a message for each one that is missing)."""
+    models, missing = {}, {}
+    for name in MODALITIES:
+        directory = Path(root) / name
+        try:
+            models[name] = load_pretrained(directory, device=device)
+        except FileNotFoundError:
+            missing[name] = f"No {name} checkpoint is installed yet (expected checkpoints/{name}/model.safetensors)."
+        except (ValueError, OSError, KeyError, TypeError, RuntimeError) as error:  # a broken checkpoint
+            log.warning("the %s checkpoint could not be loaded: %s", name, error)
+            missing[name] = f"The {name} checkpoint could not be loaded: {error}"
+    return models, missing
+
+
+@functools.cache
+def loaded() -> tuple[dict, dict[str, str]]:
+    """The checkpoints, loaded once, each with its frozen encoder built (not during the first request)."""
+    models, missing = load_checkpoints(CHECKPOINTS, device=DEVICE)
+    for model in models.values():
+        model.encoder
+    return models, missing
+
+
+def model_for(modality: str):
+    models, missing = loaded()
+    if modality not in models:
+        raise InputError(missing.get(modality, f"No {modality} model."))
+    return models[modality]
+
+
+def user_errors(fn):
+    """InputError becomes a gr.Error with its message; anything else a generic one and a logged traceback.
+
+    The work runs on a worker thread (with the request's context, so progress bars still work) and the
+    request gets an answer after REQUEST_TIMEOUT_S at the latest."""
+    @functools.wraps(fn)  # keeps the signature: gr.api derives the endpoint's parameters from it
+    def wrapped(*args, **kwargs):
+        future = WORKERS.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        try:
+            return future.result(timeout=REQUEST_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            log.warning("%s took over %d s", fn.__name__, REQUEST_TIMEOUT_S)
+            raise gr.Error(f"This input took longer than {REQUEST_TIMEOUT_S} s to explain; please try a smaller one.") from None
+        except gr.Error:
+            raise
+        except InputError as error:
+            log.info("%s: bad input: %s", fn.__name__, error)  # one line: the user has been told
+            raise gr.Error(str(error)) from None
+        except Exception:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error("Something went wrong while explaining this input; please try another one.") from None
+    return wrapped
+
+
+# ---------------------------------------------------------------------------- inference
+def check_input(kind: str, value):
+    """What the app refuses before the model sees it; daam itself checks the rest."""
+    if kind == "text":
+        if not isinstance(value, str):
+            raise InputError("Please send the text as a string.")
+        if len(value) > MAX_TEXT_CHARS:
+            raise InputError(f"The text has {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,} "
+                             "(the encoder reads only the first 512 tokens anyway).")
+    elif value is None:
+        raise InputError("Please upload, paste or take a picture first." if kind == "image"
+                         else "Please upload or record a clip first.")
+    return value
+
+
+@gpu
+def explain(modality: str, value) -> Explanation:
+    model = model_for(modality)  # a missing checkpoint is the first thing to say
+    return model.explain(check_input(MODALITIES[modality].input_kind, value))
+
+
+@functools.cache
+def _mechanisms(modality: str) -> dict:
+    """DAAM and the comparison's trained heads for a modality, loaded on first use (small files)."""
+    mechanisms = load_mechanisms(CHECKPOINTS / modality, model_for(modality))
+    if len(mechanisms) < 2:
+        raise InputError(f"No comparison is installed for the {modality} checkpoint yet "
+                         f"(python -m daam.compare {modality} makes one).")
+    return mechanisms
+
+
+@gpu
+def _compare(modality: str, value) -> dict:
+    model_for(modality)  # a missing checkpoint is the first thing to say
+    value = check_input(MODALITIES[modality].input_kind, value)
+    return compare_input(_mechanisms(modality), value) | {"modality": modality}
+
+
+INPUT_NAMES = {"text": "a sentence", "image": "an image file (PNG, JPEG, GIF, WebP, BMP, TIFF)",
+               "audio": "an audio file (WAV, FLAC, OGG)"}  # by input kind, for the endpoints' descriptions
+
+
+def _endpoint(verb: str, name: str, work: Callable[[str, object], dict], doc: str) -> Callable[[str], dict]:
+    """The named endpoint /<verb>_<name> of a modality: one parameter, called after its input kind (text, image or
+    audio: what gr.api and gradio_client show), a string (the text, or an uploaded file's path). doc: its
+    description, with {input} and {name} to fill."""
+    kind = MODALITIES[name].input_kind
+
+    def endpoint(value: str) -> dict:
+        return work(name, value)
+
+    endpoint.__name__ = endpoint.__qualname__ = f"{verb}_{name}"
+    endpoint.__doc__ = doc.format(input=INPUT_NAMES[kind], name=name)
+    endpoint.__annotations__ = {kind: str, "return": dict}
+    endpoint.__signature__ = inspect.Signature([inspect.Parameter(kind, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                  annotation=str)], return_annotation=dict)
+    return user_errors(endpoint)
+
+
+API = {name: _endpoint("explain", name, lambda name, value: explain(name, value).to_dict(),
+                       "Explain {input} with the {name} checkpoint: the Explanation as JSON.")
+       for name in MODALITIES}  # /explain_<modality>
+COMPARE_API = {name: _endpoint("compare", name, _compare, "Every mechanism of the {name} comparison on {input}: rows "
+                               "of name, predicted_label, probabilities, position_weights.")
+               for name in MODALITIES}  # /compare_<modality>
