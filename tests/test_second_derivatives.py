@@ -9,16 +9,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
+import daam
 import density_adaptive_attention as original_density
 import gaussian_adaptive_attention as original_gaussian
-from daam import (
-    DensityAdaptiveAttention,
-    DensityBlock,
-    GaussianAdaptiveAttention,
-    GaussianBlock,
-    MultiHeadDensityAdaptiveAttention,
-    MultiHeadGaussianAdaptiveAttention,
-)
 from daam.fused import DOUBLE_BACKWARD, cpu_kernel
 from daam.model import ScoredDensityAttention
 
@@ -29,25 +22,25 @@ MODES = ["mixture", "product"]
 # (name, constructor given mode, input shape, what marks padding). Shapes are small: gradgradcheck perturbs every
 # entry of the input and of each parameter.
 OURS = [
-    ("single", lambda mode: DensityAdaptiveAttention(1, 1, 3, mode=mode), (2, 6, 3), None),
-    ("multihead_even", lambda mode: MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode), (2, 6, 3), None),
-    ("multihead_uneven", lambda mode: MultiHeadDensityAdaptiveAttention(1, 3, 2, mode=mode), (2, 8, 2), None),
-    ("multihead_2d", lambda mode: MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode), (3, 10), None),
-    ("multihead_mask", lambda mode: MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode), (2, 6, 3), "mask"),
-    ("multihead_padding_value", lambda mode: MultiHeadDensityAdaptiveAttention(1, 2, 2, padding_value=0.0, mode=mode),
+    ("single", lambda mode: daam.DensityAdaptiveAttention(1, 1, 3, mode=mode), (2, 6, 3), None),
+    ("multihead_even", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode), (2, 6, 3), None),
+    ("multihead_uneven", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 3, 2, mode=mode), (2, 8, 2), None),
+    ("multihead_2d", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode), (3, 10), None),
+    ("multihead_mask", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode), (2, 6, 3), "mask"),
+    ("multihead_padding_value", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 2, 2, padding_value=0.0, mode=mode),
      (2, 7, 3), "padding"),
-    ("multihead_head_axis", lambda mode: MultiHeadDensityAdaptiveAttention(1, 2, 2, mode=mode, head_axis=2),
+    ("multihead_head_axis", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 2, 2, mode=mode, head_axis=2),
      (2, 5, 4), None),
-    ("multihead_head_axis_mask", lambda mode: MultiHeadDensityAdaptiveAttention(1, 2, 2, mode=mode, head_axis=2),
+    ("multihead_head_axis_mask", lambda mode: daam.MultiHeadDensityAdaptiveAttention(1, 2, 2, mode=mode, head_axis=2),
      (2, 5, 4), "mask"),
     ("scored", lambda mode: ScoredDensityAttention(3, 2, 2, mode=mode), (2, 5, 3), "mask"),
-    ("block", lambda mode: DensityBlock([1, 2], [2, 1], [2, 3], 2, mode=mode), (2, 6, 3), None),
-    ("block_padding_value", lambda mode: DensityBlock([1, 2], [2, 1], [2, 2], 2, padding_value=0.0, mode=mode),
+    ("block", lambda mode: daam.DensityBlock([1, 2], [2, 1], [2, 3], 2, mode=mode), (2, 6, 3), None),
+    ("block_padding_value", lambda mode: daam.DensityBlock([1, 2], [2, 1], [2, 2], 2, padding_value=0.0, mode=mode),
      (2, 6, 3), "padding"),
-    ("gaussian_single", lambda mode: GaussianAdaptiveAttention(1, 1, 3, mode=mode), (2, 6, 3), None),
-    ("gaussian_multihead", lambda mode: MultiHeadGaussianAdaptiveAttention(1, 2, 3, mode=mode, head_axis=2),
+    ("gaussian_single", lambda mode: daam.GaussianAdaptiveAttention(1, 1, 3, mode=mode), (2, 6, 3), None),
+    ("gaussian_multihead", lambda mode: daam.MultiHeadGaussianAdaptiveAttention(1, 2, 3, mode=mode, head_axis=2),
      (2, 5, 4), "mask"),
-    ("gaussian_block", lambda mode: GaussianBlock([1, 2], [2, 1], [2, 2], 2, mode=mode), (2, 6, 3), None),
+    ("gaussian_block", lambda mode: daam.GaussianBlock([1, 2], [2, 1], [2, 2], 2, mode=mode), (2, 6, 3), None),
 ]
 
 def _drop_in_cases(package: str, single, multihead, block) -> list:
@@ -111,7 +104,7 @@ def test_drop_in_modules_have_exact_second_derivatives(name, build, shape, paddi
 def test_the_issue_example_passes_gradgradcheck():
     """The report: the gradient of the gradient was cut at the standardisation, in both modes."""
     for mode in MODES:
-        m = MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode).double()
+        m = daam.MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode).double()
         x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradgradcheck(lambda t: m(t), (x,))
 
@@ -119,7 +112,7 @@ def test_the_issue_example_passes_gradgradcheck():
 def test_a_gradient_penalty_reaches_the_input_through_the_standardisation():
     """d/dx of ||dy/dx||^2 is non-zero and matches finite differences of the first derivative."""
     torch.manual_seed(1)
-    m = randomise(MultiHeadDensityAdaptiveAttention(1, 2, 3)).double()
+    m = randomise(daam.MultiHeadDensityAdaptiveAttention(1, 2, 3)).double()
     x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
 
     def penalty(x):
@@ -137,15 +130,15 @@ def test_a_gradient_penalty_reaches_the_input_through_the_standardisation():
 @pytest.mark.parametrize("mode", MODES)
 def test_fused_differentiates_twice_where_it_runs_eager(mode):
     """float64 runs the eager path under fused=True (the kernel is float32): exact second derivatives."""
-    m = randomise(MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode, fused=True)).double()
+    m = randomise(daam.MultiHeadDensityAdaptiveAttention(1, 2, 3, mode=mode, fused=True)).double()
     x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda t: m(t), (x,))
 
 
 @pytest.mark.skipif(cpu_kernel() is None, reason="no C compiler here: fused=True runs eager")
 @pytest.mark.parametrize("build", [
-    lambda: MultiHeadDensityAdaptiveAttention(1, 2, 3, fused=True),
-    lambda: DensityBlock([1, 2], [2, 1], [2, 3], 2, fused=True),
+    lambda: daam.MultiHeadDensityAdaptiveAttention(1, 2, 3, fused=True),
+    lambda: daam.DensityBlock([1, 2], [2, 1], [2, 3], 2, fused=True),
 ], ids=["multihead", "block"])
 def test_fused_kernel_refuses_a_create_graph_backward_with_a_clear_message(build):
     m = build()
