@@ -9,9 +9,9 @@ def main() -> None:
     torch.manual_seed(0)
     block = DensityBlock([1, 1, 1], [4, 4, 4], [5, 5, 5], 3, None, 1e-8)
     x = torch.rand(10, 128)
-    y, details = block(x, return_attention_details=True)
+    y, details = block(x, return_intermediates=True)
     print(f"DensityBlock: {tuple(x.shape)} -> {tuple(y.shape)}; mean gate per layer:",
-          ", ".join(f"{k}={v.mean():.3f}" for k, v in details.items()))
+          ", ".join(f"{k}={v.gate.mean():.3f}" for k, v in details.items()))
 
     grid = torch.linspace(-4, 4, 33)
     print("\nTwo densities at z = -2 and +2 (scale 0.6): the gate over z")

@@ -26,6 +26,7 @@ backwards are daam.density_functions.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -64,6 +65,13 @@ def real_entries(x: torch.Tensor, padding_value: float | None, mask: torch.Tenso
     if isinstance(padding_value, float) and math.isnan(padding_value):
         return ~torch.isnan(x)
     return x != padding_value
+
+
+def _warn_deprecated_flag() -> None:
+    warnings.warn("return_weights and return_attention_details are deprecated in daam's own modules: pass "
+                  "return_intermediates=True and read the gate from its Intermediates (.gate). The drop-in packages "
+                  "density_adaptive_attention and gaussian_adaptive_attention keep the original's "
+                  "return_attention_details.", FutureWarning, stacklevel=3)
 
 
 def head_index(size: int, num_heads: int, device: torch.device | None = None) -> torch.Tensor:
@@ -198,9 +206,11 @@ class _DensityAttention(DensityHeads):
         """y = x * gate(z); padding entries come out unchanged.
 
         mask: optional boolean tensor broadcastable to x, True = real entry (overrides padding_value).
-        return_weights / return_attention_details: also return the gates, shaped like x.
-        return_intermediates: also return Intermediates(z, gate), so callers need not standardise again."""
+        return_intermediates: also return Intermediates(z, gate), shaped like x, so callers need not standardise
+        again. return_weights / return_attention_details (deprecated, a FutureWarning): also return the gate."""
         in_dtype = x.dtype if isinstance(x, torch.Tensor) else None
+        if return_weights or return_attention_details:
+            _warn_deprecated_flag()
         want_details = return_weights or return_attention_details or return_intermediates
         done = self._fused_forward(x, mask, want_details) if self.fused else None
         y, gate, z = done if done is not None else self._eager_forward(x, mask)
@@ -355,33 +365,22 @@ class DensityBlock(nn.Module):
         mask: torch.Tensor | None = None,
         return_weights: bool = False,
         return_attention_details: bool = False,
+        *,
+        return_intermediates: bool = False,
     ):
-        """With return_weights or return_attention_details: (y, {"layer_0": gates, ...})."""
+        """x <- x + layer_i(x), layer by layer. return_intermediates: (y, {"layer_0": Intermediates, ...}), each
+        layer's z and gate. return_weights / return_attention_details (deprecated, a FutureWarning): (y,
+        {"layer_0": gate, ...})."""
+        if return_weights or return_attention_details:
+            _warn_deprecated_flag()
         # Padding is found once, on the input: the residual sum would otherwise change it.
         real = self.layers[0]._real_mask(x, mask) if isinstance(x, torch.Tensor) else None
         details = {}
         for i, layer in enumerate(self.layers):
-            gated, details[f"layer_{i}"] = layer(x, mask=real, return_weights=True)
+            gated, details[f"layer_{i}"] = layer(x, mask=real, return_intermediates=True)
             x = x + gated if real is None else torch.where(real, x + gated, x)
-        return (x, details) if (return_weights or return_attention_details) else x
-
-
-# Gaussian-named twins of the original GaussianAdaptiveAttention release.
-class GaussianAdaptiveAttention(DensityAdaptiveAttention):
-    def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
-                 mean_offset_init: float = 0.0, eps: float = 1e-8, mode: str = "mixture", fused: bool = False) -> None:
-        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, mean_offset_init, eps, mode, fused)
-
-
-class MultiHeadGaussianAdaptiveAttention(MultiHeadDensityAdaptiveAttention):
-    def __init__(self, norm_axis: int, num_heads: int, num_gaussians: int, padding_value: float | None = None,
-                 eps: float = 1e-8, mode: str = "mixture", head_axis: int | None = None,
-                 mean_offset_init: float = 0.0, fused: bool = False) -> None:
-        super().__init__(norm_axis, num_heads, num_gaussians, padding_value, eps, mode, head_axis, mean_offset_init, fused)
-
-
-class GaussianBlock(DensityBlock):
-    def __init__(self, norm_axes: Sequence[int], num_heads: Sequence[int], num_gaussians: Sequence[int],
-                 num_layers: int, padding_value: float | None = None, eps: float = 1e-8,
-                 mode: str = "mixture", fused: bool = False) -> None:
-        super().__init__(norm_axes, num_heads, num_gaussians, num_layers, padding_value, eps, mode, fused)
+        if return_intermediates:
+            return x, details
+        if return_weights or return_attention_details:
+            return x, {name: inter.gate.to(gated.dtype) for name, inter in details.items()}
+        return x

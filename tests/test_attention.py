@@ -120,7 +120,8 @@ def test_no_nan_or_inf_in_outputs_or_gradients(mode, case, dtype):
     heads = 1 if x.shape[1] == 1 else 4
     padding = 0.0 if case == "padding_only" else None
     m = randomise(MultiHeadDensityAdaptiveAttention(1, heads, 3, padding, mode=mode))
-    y, gates = m(x, return_weights=True)
+    y, inter = m(x, return_intermediates=True)
+    gates = inter.gate
     assert y.dtype == dtype and gates.shape == x.shape
     (y.float().square().sum() + gates.float().sum()).backward()
     assert torch.isfinite(y.float()).all() and torch.isfinite(gates.float()).all()
@@ -162,7 +163,8 @@ def test_explicit_mask_overrides_padding_value():
     m = randomise(MultiHeadDensityAdaptiveAttention(1, 1, 2, padding_value=0.0))
     x = torch.tensor([[0.0, 1.0, 2.0, 5.0, 0.0]])
     mask = torch.tensor([[True, True, True, True, False]])
-    y, gate = m(x, mask=mask, return_weights=True)
+    y, inter = m(x, mask=mask, return_intermediates=True)
+    gate = inter.gate
     reference_y = randomise(MultiHeadDensityAdaptiveAttention(1, 1, 2))(x[:, :4])
     torch.testing.assert_close(y[:, :4], reference_y)
     assert gate[0, 4] == 1.0 and y[0, 4] == 0.0
@@ -173,7 +175,7 @@ def test_explicit_mask_overrides_padding_value():
 def test_block_keeps_padding_and_returns_details_per_layer():
     block = randomise(DensityBlock([1, 1], [2, 2], [3, 3], 2, padding_value=0.0))
     x = torch.cat([torch.randn(2, 6, 3) + 5, torch.zeros(2, 2, 3)], dim=1)
-    y, details = block(x, return_attention_details=True)
+    y, details = block(x, return_intermediates=True)
     assert set(details) == {"layer_0", "layer_1"}
     assert (y[:, 6:] == 0).all()
     assert not torch.allclose(y[:, :6], x[:, :6])
@@ -187,7 +189,7 @@ def test_eps_is_honoured():
 
 def test_mixture_gates_lie_in_unit_interval():
     m = randomise(MultiHeadDensityAdaptiveAttention(1, 4, 5), seed=7)
-    _, gate = m(torch.randn(6, 40, 3) * 5, return_weights=True)
+    gate = m(torch.randn(6, 40, 3) * 5, return_intermediates=True)[1].gate
     assert gate.min() >= 0 and gate.max() <= 1
 
 
@@ -215,7 +217,7 @@ def test_two_separated_densities_are_bimodal_only_in_mixture_mode():
 def test_density_curve_agrees_with_forward():
     m = randomise(MultiHeadDensityAdaptiveAttention(1, 3, 4))
     x = torch.randn(2, 9, 5)
-    _, gate = m(x, return_weights=True)
+    gate = m(x, return_intermediates=True)[1].gate
     # recompute z for head 0 (positions 0..2) and evaluate the curve there
     part = x[:, :3]
     z = (part - part.mean(1, keepdim=True)) / torch.sqrt(part.var(1, unbiased=False, keepdim=True) + m.eps)
@@ -234,7 +236,8 @@ def test_single_head_module_and_gaussian_twins_share_behaviour():
         b.load_state_dict(randomise(a).state_dict())
         torch.testing.assert_close(a(x), b(x))
     assert DensityAdaptiveAttention(1, 4, 3).density_parameters()["offsets"].shape == (1, 3)
-    y, gate = GaussianAdaptiveAttention(1, 4, 3)(x, return_attention_details=True)
+    y, inter = GaussianAdaptiveAttention(1, 4, 3)(x, return_intermediates=True)
+    gate = inter.gate
     assert gate.shape == x.shape
 
 
@@ -272,7 +275,8 @@ def test_bad_arguments_raise_value_error_naming_them(make, call, message):
 
 def test_empty_input_passes_through():
     m = MultiHeadDensityAdaptiveAttention(1, 1, 2)
-    y, gate = m(torch.randn(0, 4), return_weights=True)
+    y, inter = m(torch.randn(0, 4), return_intermediates=True)
+    gate = inter.gate
     assert y.shape == (0, 4) and gate.shape == (0, 4)
 
 
@@ -311,3 +315,19 @@ def test_non_finite_or_huge_padding_never_reaches_the_real_entries(pad, mode):
 
 def test_the_mixture_gate_has_a_second_derivative():
     assert torch.autograd.gradgradcheck(_MixtureGate.apply, _mixture_gate_inputs())
+
+
+def test_the_deprecated_gate_flags_still_answer_and_say_what_replaces_them():
+    m = randomise(MultiHeadDensityAdaptiveAttention(1, 2, 3))
+    block = randomise(DensityBlock([1, 2], [2, 1], [3, 3], 2))
+    x = torch.randn(2, 6, 3)
+    for flag in ("return_weights", "return_attention_details"):
+        with pytest.warns(FutureWarning, match="return_intermediates=True"):
+            y, gate = m(x, **{flag: True})
+        torch.testing.assert_close(gate, m(x, return_intermediates=True)[1].gate)
+        with pytest.warns(FutureWarning, match="drop-in packages"):
+            y, gates = block(x, **{flag: True})
+        _, details = block(x, return_intermediates=True)
+        assert set(gates) == set(details) == {"layer_0", "layer_1"}
+        for name in gates:
+            torch.testing.assert_close(gates[name], details[name].gate)
