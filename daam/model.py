@@ -259,7 +259,8 @@ class DAAMClassifier(nn.Module):
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
         position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
-        relevance = self.relevance_method(self, encoded, logits, inter, mask)  # (b, heads, positions), (b, positions)
+        method = self.relevance_method
+        relevance = method(self, encoded, logits, inter, mask)  # (b, heads, positions), (b, positions)
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
         density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
@@ -290,7 +291,7 @@ class DAAMClassifier(nn.Module):
                 truncation_note=encoded.truncation_notes[i],
                 timings={"encoder_ms": encoder_ms / len(inputs), "daam_ms": daam_ms / len(inputs)},
                 extras=encoded.extras[i] if encoded.extras else None,
-                relevance_method=self.relevance_method.name,
+                relevance_method=method.name,
             ))
         return explanations
 
