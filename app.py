@@ -44,8 +44,8 @@ def build() -> gr.Blocks:
         demo.load(playground, [mode, *sliders], outputs, api_visibility="private")
         for name, entry in MODALITIES.items():  # text endpoints take a string; file ones are wired in their tabs
             if entry.input_kind == "text":
-                gr.api(serving.API[name], api_name=f"explain_{name}")
-                gr.api(serving.COMPARE_API[name], api_name=f"compare_{name}")
+                for verb in serving.ENDPOINTS:
+                    gr.api(serving.endpoint(verb, name), api_name=f"{verb}_{name}")
     return demo
 
 

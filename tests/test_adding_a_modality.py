@@ -141,3 +141,28 @@ def test_an_interrupted_run_leaves_no_half_written_checkpoint(toy_modality, tmp_
             train.main(argv)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # the earlier checkpoint, untouched
     assert [path.name for path in tmp_path.iterdir()] == ["toy"]
+
+
+@pytest.mark.slow
+def test_the_app_gives_a_registered_modality_its_tab_and_named_endpoints(toy_modality, tmp_path, monkeypatch):
+    import app
+    from daam.train import main
+    from ui import playground_tab, serving
+
+    main(["toy", "--out", str(tmp_path / "toy"), "--seeds", "1", "--heads", "2", "--densities", "2", "--epochs", "1"])
+    monkeypatch.setattr(serving, "CHECKPOINTS", tmp_path)  # the toy checkpoint and no other
+    caches = (serving.loaded, playground_tab.playground_heads)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        config = app.build().get_config_file()
+        tabs = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
+        assert "Toy" in tabs and "Toy checkpoint" in tabs  # its own tab, and its card under Models
+        names = {d.get("api_name") for d in config["dependencies"]}
+        assert {"explain_toy", "compare_toy"} <= names
+        answer = serving.endpoint("explain", "toy")("abxcd")
+        assert answer["modality"] == "toy" and answer["position_labels"] == list("abxcd")
+        assert answer["relevance_method"] == "pool"
+    finally:
+        for cache in caches:  # the other tests see the shipped checkpoints again
+            cache.cache_clear()

@@ -172,7 +172,7 @@ def test_export_writes_json_and_offline_html_and_prunes_old_exports(monkeypatch)
     from ui import explain_tab, serving
 
     monkeypatch.setattr(explain_tab, "KEEP_EXPORTS", 2)
-    explanation = serving.API["text"]("A lovely film.")
+    explanation = serving.endpoint("explain", "text")("A lovely film.")
     for _ in range(4):
         json_path, html_path = explain_tab.export(explanation)
     assert json.loads(Path(json_path).read_text())["predicted_label"] == explanation["predicted_label"]

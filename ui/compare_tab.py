@@ -90,7 +90,7 @@ def _compare_input(name: str) -> None:
 
     def show(value) -> dict:
         try:
-            result = serving.COMPARE_API[name](value)
+            result = serving.endpoint("compare", name)(value)
         except gr.Error as error:
             gr.Warning(error.message)
             return {verdict: f"**Nothing compared** — {error.message}", plot: None}
@@ -99,4 +99,4 @@ def _compare_input(name: str) -> None:
     gr.on(asked(button, source), show, source, [verdict, plot], api_visibility="private")
     if kind != "text":
         hidden = gr.Button(visible=False)
-        hidden.click(serving.COMPARE_API[name], api_input(name), gr.JSON(visible=False), api_name=f"compare_{name}")
+        hidden.click(serving.endpoint("compare", name), api_input(name), gr.JSON(visible=False), api_name=f"compare_{name}")

@@ -162,7 +162,7 @@ def modality_tab(name: str, examples: list[tuple]) -> None:
                         api_visibility="private")
     if kind != "text":
         hidden = gr.Button(visible=False)
-        hidden.click(serving.API[name], api_input(name), gr.JSON(visible=False), api_name=f"explain_{name}")
+        hidden.click(serving.endpoint("explain", name), api_input(name), gr.JSON(visible=False), api_name=f"explain_{name}")
 
 
 def _trust_verdict(result: dict) -> str:

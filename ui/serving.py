@@ -135,26 +135,29 @@ INPUT_NAMES = {"text": "a sentence", "image": "an image file (PNG, JPEG, GIF, We
                "audio": "an audio file (WAV, FLAC, OGG)"}  # by input kind, for the endpoints' descriptions
 
 
-def _endpoint(verb: str, name: str, work: Callable[[str, object], dict], doc: str) -> Callable[[str], dict]:
-    """The named endpoint /<verb>_<name> of a modality: one parameter, called after its input kind (text, image or
-    audio: what gr.api and gradio_client show), a string (the text, or an uploaded file's path). doc: its
-    description, with {input} and {name} to fill."""
+ENDPOINTS = {  # verb -> (what it does, its description with {input} and {name} to fill)
+    "explain": (lambda name, value: explain(name, value).to_dict(),
+                "Explain {input} with the {name} checkpoint: the Explanation as JSON."),
+    "compare": (lambda name, value: _compare(name, value),
+                "Every mechanism of the {name} comparison on {input}: rows of name, predicted_label, probabilities, "
+                "position_weights."),
+}
+
+
+@functools.cache
+def endpoint(verb: str, name: str) -> Callable[[str], dict]:
+    """The named endpoint /<verb>_<name> of a modality (a verb in ENDPOINTS), made when the app is built, for the
+    modalities registered then: one parameter, called after its input kind (text, image or audio: what gr.api and
+    gradio_client show), a string (the text, or an uploaded file's path)."""
+    work, doc = ENDPOINTS[verb]
     kind = MODALITIES[name].input_kind
 
-    def endpoint(value: str) -> dict:
+    def answer(value: str) -> dict:
         return work(name, value)
 
-    endpoint.__name__ = endpoint.__qualname__ = f"{verb}_{name}"
-    endpoint.__doc__ = doc.format(input=INPUT_NAMES[kind], name=name)
-    endpoint.__annotations__ = {kind: str, "return": dict}
-    endpoint.__signature__ = inspect.Signature([inspect.Parameter(kind, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                                  annotation=str)], return_annotation=dict)
-    return user_errors(endpoint)
-
-
-API = {name: _endpoint("explain", name, lambda name, value: explain(name, value).to_dict(),
-                       "Explain {input} with the {name} checkpoint: the Explanation as JSON.")
-       for name in MODALITIES}  # /explain_<modality>
-COMPARE_API = {name: _endpoint("compare", name, _compare, "Every mechanism of the {name} comparison on {input}: rows "
-                               "of name, predicted_label, probabilities, position_weights.")
-               for name in MODALITIES}  # /compare_<modality>
+    answer.__name__ = answer.__qualname__ = f"{verb}_{name}"
+    answer.__doc__ = doc.format(input=INPUT_NAMES[kind], name=name)
+    answer.__annotations__ = {kind: str, "return": dict}
+    answer.__signature__ = inspect.Signature([inspect.Parameter(kind, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                annotation=str)], return_annotation=dict)
+    return user_errors(answer)
