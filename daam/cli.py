@@ -72,8 +72,9 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
 
 
 def daam_config(args, encoder, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
-    """The DAAMConfig every task builds: heads and densities from the command line, one layer per name, and the
-    modality's architecture (its registry entry) where the command line does not choose."""
+    """A training run's DAAMConfig: heads and densities from the command line, one layer per name, what the modality's
+    build decided (`more`), and the modality's architecture (its registry entry) where the command line does not
+    choose."""
     chosen = {name: getattr(args, name) for name in ("position_mechanism", "pooling", "offset_spread")}
     architecture = modality(encoder.modality).architecture | {k: v for k, v in chosen.items() if v is not None}
     return DAAMConfig(modality=encoder.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,

@@ -21,7 +21,7 @@ baselines), the mechanism, LayerNorm, a linear head.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
@@ -154,7 +154,8 @@ class MechanismConfig:
     def beside(cls, mechanism: str, daam_config, **changes) -> "MechanismConfig":
         """The configuration that puts `mechanism` where the DAAM checkpoint of daam_config has DAAM."""
         c = daam_config
-        return cls(mechanism, c.modality, list(c.labels), c.num_layers, c.dim, dict(c.adapter), **{"dropout": c.dropout} | changes)
+        return replace(cls(mechanism, c.modality, list(c.labels), c.num_layers, c.dim, dict(c.adapter), c.dropout),
+                       **changes)
 
     @classmethod
     def baseline(cls, name: str, daam_config) -> "MechanismConfig":

@@ -138,7 +138,7 @@ INPUT_NAMES = {"text": "a sentence", "image": "an image file (PNG, JPEG, GIF, We
 ENDPOINTS = {  # verb -> (what it does, its description with {input} and {name} to fill)
     "explain": (lambda name, value: explain(name, value).to_dict(),
                 "Explain {input} with the {name} checkpoint: the Explanation as JSON."),
-    "compare": (lambda name, value: _compare(name, value),
+    "compare": (_compare,
                 "Every mechanism of the {name} comparison on {input}: rows of name, predicted_label, probabilities, "
                 "position_weights."),
 }
