@@ -5,7 +5,7 @@
 On a batch shaped like the audio comparison's (64 clips x 5 Whisper layers x 40 frames x 384, cached in float16
 as daam.train's FeatureCache keeps them): the step is the batch's conversion to float32, forward, cross-entropy
 and backward. Prints each head's step time as a ratio to mean pooling's, and the layer mix alone, the einsum it
-replaced against daam.model.mix_layers. Medians over interleaved rounds (every variant once per round), so that
+replaced against daam.pools.mix_layers. Medians over interleaved rounds (every variant once per round), so that
 drift in the machine hits all of them alike."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from bench_core import interleaved_medians  # noqa: E402
-from daam.mechanisms import COMPARED, MechanismClassifier, MechanismConfig  # noqa: E402
-from daam.model import mix_layers  # noqa: E402
+from daam import DAAMClassifier, DAAMConfig  # noqa: E402
+from daam.pools import COMPARED, mix_layers  # noqa: E402
 
 BATCH, LAYERS, POSITIONS, DIM, CLASSES = 64, 5, 40, 384, 26
 
@@ -39,7 +39,7 @@ def main() -> None:
             nn.functional.cross_entropy(model(hidden, mask), labels).backward()
         return run
 
-    heads = {name: step(MechanismClassifier(MechanismConfig(name, "audio", letters, LAYERS, DIM)))
+    heads = {name: step(DAAMClassifier(DAAMConfig("audio", letters, LAYERS, DIM, pool=name)))
              for name in COMPARED}
     hidden = features.float().movedim(1, 2).contiguous()
     logits = torch.zeros(LAYERS, requires_grad=True)

@@ -4,7 +4,7 @@
     python -m daam.compare image
     python -m daam.compare audio
 
-Each mechanism of daam.mechanisms takes DAAM's place in the classifier (same adapter, layer mix, head) and is
+Each mechanism of daam.mechanisms is the classifier's pool in DAAM's place (same adapter, layer mix, head) and is
 trained on the same cached encoder features, with the same split, budget (the modality's TrainSettings) and
 selection rule (per run: the epoch with the best validation accuracy) as the shipped checkpoint, for the same seeds.
 The test split is touched once per run, at the end. DAAM's row is the shipped checkpoint's own figures
@@ -30,8 +30,8 @@ import torch.nn as nn
 
 from .errors import DataError
 from .faithfulness import FRACTIONS, deletion_curves, unit_case
-from .mechanisms import COMPARED, MechanismClassifier, MechanismConfig
 from .model import DAAMClassifier
+from .pools import COMPARED
 
 MECHANISM_NAMES = {
     "daam": "DAAM (the shipped checkpoint)",
@@ -58,7 +58,7 @@ def load_mechanisms(checkpoint: str | Path, daam: DAAMClassifier) -> dict[str, n
     for name in MECHANISM_NAMES:
         path = directory / f"{name}.safetensors"
         if name != "daam" and path.exists():
-            model = MechanismClassifier(MechanismConfig.beside(name, daam.config))
+            model = DAAMClassifier(daam.config.with_pool(name))
             try:
                 model.load_state_dict(load_file(str(path)))
             except Exception as error:  # noqa: BLE001 — unreadable, or saved by an older version of the head
@@ -194,7 +194,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
              "curve": [round(float(v), 5) for v in np.mean([c["val_accuracy"] for c in curves.values()], 0)],
              **measure(daam)}]
     for name in names:
-        runs = train_seeds(lambda: MechanismClassifier(MechanismConfig.beside(name, config)), cache, task.split,
+        runs = train_seeds(lambda: DAAMClassifier(config.with_pool(name)), cache, task.split,
                            settings, seeds, name)
         reports = [classification_report(y_test, predict(model, cache, test)[0], task.labels) for _, model, _ in runs]
         chosen = runs[best_on_validation(runs)][1]

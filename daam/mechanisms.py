@@ -2,9 +2,8 @@
 two baselines every training run reports beside DAAM (mean pooling and learned-query attention of the last layer).
 
 Every mechanism pools (batch, positions, dim) states over their real positions into (batch, dim) and says how much
-weight each position got, (batch, positions), summing to 1 over real positions. The classifier around it is shared
-with DAAM's: the checkpoint's adapter, a learned softmax mix of the layers (or the last layer alone, for the
-baselines), the mechanism, LayerNorm, a linear head.
+weight each position got, (batch, positions), summing to 1 over real positions. daam.pools.MechanismPool puts one
+in DAAM's place, after a learned softmax mix of the layers (or the last layer alone, for the baselines).
 
     mean                  every real position alike
     softmax_attention     one learned query: softmax over positions of q . x (q starts at 0: uniform weights)
@@ -21,13 +20,10 @@ baselines), the mechanism, LayerNorm, a linear head.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
 
-from .adapters import build_adapter
-from .model import mix_layers
 from .original import MultiHeadGaussianAdaptiveAttention
 
 
@@ -134,67 +130,3 @@ POOLINGS = {
     "daam_original": OriginalDensityPooling,
     "learned_query_attention": LearnedQueryAttention,
 }
-COMPARED = ("mean", "softmax_attention", "multihead_attention", "additive_attention", "gated_attention",
-            "daam_original")  # what python -m daam.compare trains in DAAM's place
-BASELINES = {"mean_pool_probe": "mean", "attention_pool": "learned_query_attention"}  # a training run's, by their metrics name
-
-
-@dataclass
-class MechanismConfig:
-    mechanism: str  # a name in POOLINGS
-    modality: str
-    labels: list[str]
-    num_layers: int
-    dim: int
-    adapter: dict = field(default_factory=dict)  # the DAAM checkpoint's (daam.adapters)
-    dropout: float = 0.1
-    layers: str = "mix"  # "mix": a learned softmax mix of the layers; "last": the last layer alone
-
-    @classmethod
-    def beside(cls, mechanism: str, daam_config, **changes) -> "MechanismConfig":
-        """The configuration that puts `mechanism` where the DAAM checkpoint of daam_config has DAAM."""
-        c = daam_config
-        return replace(cls(mechanism, c.modality, list(c.labels), c.num_layers, c.dim, dict(c.adapter), c.dropout),
-                       **changes)
-
-    @classmethod
-    def baseline(cls, name: str, daam_config) -> "MechanismConfig":
-        """A training run's baseline (a name in BASELINES): its mechanism over the last layer, without dropout."""
-        return cls.beside(BASELINES[name], daam_config, layers="last", dropout=0.0)
-
-
-class MechanismClassifier(nn.Module):
-    """adapter -> softmax mix of layers (or the last layer) -> pooling mechanism -> LayerNorm -> Linear; forward
-    like DAAMClassifier's."""
-
-    def __init__(self, config: MechanismConfig) -> None:
-        super().__init__()
-        if config.mechanism not in POOLINGS:
-            raise ValueError(f"unknown mechanism {config.mechanism!r}; known: {sorted(POOLINGS)}")
-        if config.layers not in ("mix", "last"):
-            raise ValueError(f"layers must be 'mix' or 'last', got {config.layers!r}")
-        self.config = config
-        self.adapter = build_adapter(config.adapter)
-        if config.layers == "mix":
-            self.layer_logits = nn.Parameter(torch.zeros(config.num_layers))
-        self.pooling = POOLINGS[config.mechanism](config.dim)
-        self.norm, self.dropout = nn.LayerNorm(config.dim), nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.dim, len(config.labels))
-
-    @property
-    def encoder(self) -> nn.Module:
-        """The frozen encoder it runs on (DAAM's, set with set_encoder; kept out of the module tree, never saved)."""
-        if self.__dict__.get("_encoder") is None:
-            raise RuntimeError("set_encoder(encoder) first: a mechanism runs on the DAAM checkpoint's encoder")
-        return self.__dict__["_encoder"]
-
-    def set_encoder(self, encoder: nn.Module) -> None:
-        self.__dict__["_encoder"] = encoder
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_weights: bool = False):
-        """Encoder features, mask (batch, positions) -> logits (batch, classes) [, weights (batch, positions)]."""
-        hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
-        mixed = mix_layers(hidden, self.layer_logits) if self.config.layers == "mix" else hidden[:, -1]
-        pooled, weights = self.pooling(mixed, mask)
-        logits = self.head(self.dropout(self.norm(pooled)))
-        return (logits, weights) if return_weights else logits

@@ -1,26 +1,25 @@
-"""DAAMClassifier: DAAM over a frozen encoder's layers and positions, then a linear head.
+"""DAAMClassifier: a pool over a frozen encoder's layers and positions, then a linear head; DAAM is its pool.
 
     encoder features -> adapter (daam.adapters; identity for text)
     hidden (batch, layers, positions, dim)
-      -> DAAM over the layer axis, heads over channel groups   # its mean gate = Importance Factor
-      -> softmax-weighted sum over layers                        (batch, positions, dim)
-      -> DAAM over positions, mask-aware, heads over channel groups: of every channel ("daam"), or of
-         a learned score per head and position ("daam_score", ScoredDensityAttention)
-      -> pooled over positions: the mean of the gated values ("mean"), or each head's gates normalised
-         over positions as its channels' pooling weights ("gate")
-      -> LayerNorm -> Linear                                     (batch, classes)
+      -> pool (daam.pools, named by config.pool): DAAM over layers and positions ("daam"), or one of the
+         mechanisms it is compared with                                                        (batch, dim)
+      -> LayerNorm -> dropout -> Linear                                                         (batch, classes)
+
+Explanations, relevance and density curves read the DAAM pool's stages.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
+from huggingface_hub import PyTorchModelHubMixin
 
 from .adapters import build_adapter
 from .attention import Intermediates, MultiHeadDensityAdaptiveAttention, head_index
@@ -28,10 +27,13 @@ from .encoders import Encoded
 from .explanation import DensityStage, Explanation
 from .hub import resolve_checkpoint
 from .modalities import modality
+from .pools import BASELINES, DensityPool, ScoredDensityAttention, build_pool, masked_mean
 from .relevance import RelevanceMethod, build_relevance_method
 
 Z_VALUES_PER_HEAD = 1000  # enough for a histogram, small enough for a JSON answer
 CURVE_Z_RANGE, CURVE_POINTS = 4.0, 161  # z-grid the density curves are drawn on
+TOP_LEVEL_MODULES = ("adapter", "pool", "norm", "dropout", "head")  # checkpoints saved before daam.pools keep the
+# pool's parameters at the top level (layer_attention.*, position_attention.*, layer_logits; a mechanism's pooling.*)
 
 
 @dataclass
@@ -50,12 +52,22 @@ class DAAMConfig:
     layer_names: list[str] = field(default_factory=list)
     preprocessing: dict = field(default_factory=dict)
     adapter: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}}; empty = identity
-    layer_mechanism: str = "daam"  # what weights each stage: a name in MECHANISMS
+    layer_mechanism: str = "daam"  # what weights each of the daam pool's stages: a name in daam.pools.STAGES
     position_mechanism: str = "daam"
     offset_spread: float = 0.0  # initial offsets of the position stage's heads: evenly from -spread to +spread (0:
     # all at 0). A learned score's sign is arbitrary, so densities that start on both tails can each take one side.
     pooling: str = "mean"  # "mean": the mean of the gated positions; "gate": the gates, normalised over positions
     # per channel, are the pooling weights of the ungated values (what a position lets through is its share)
+    pool: str = "daam"  # a name in daam.pools.POOLS: DAAM, or a mechanism in its place
+    layers: str = "mix"  # a mechanism's layers: "mix" (a learned softmax mix) or "last" (the last layer alone)
+
+    def with_pool(self, pool: str, **changes) -> "DAAMConfig":
+        """This configuration with `pool` in DAAM's place: same encoder, adapter, labels and head."""
+        return replace(self, pool=pool, **changes)
+
+    def baseline(self, name: str) -> "DAAMConfig":
+        """A training run's baseline (a name in daam.pools.BASELINES): its mechanism over the last layer, no dropout."""
+        return self.with_pool(BASELINES[name], layers="last", dropout=0.0)
 
 
 def full_float32():
@@ -67,141 +79,59 @@ def full_float32():
                        allow_tf32=False)
 
 
-def mix_layers(hidden: torch.Tensor, layer_logits: torch.Tensor) -> torch.Tensor:
-    """(batch, layers, positions, dim) -> (batch, positions, dim): the softmax(layer_logits)-weighted sum of layers.
-    A broadcast product and a sum, not an einsum, which routes a 5-wide contraction through a batched matmul
-    (benchmarks/bench_compare_training.py prints the ratio)."""
-    return (hidden * layer_logits.softmax(0)[:, None, None]).sum(1)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mean of x over `dim` where mask (broadcastable to x) is True."""
-    weight = mask.to(x.dtype)
-    return (x * weight).sum(dim) / weight.sum(dim).clamp(min=1)
-
-
-class Passthrough(nn.Module):
-    """A stage that weights nothing (every gate 1): the position stage becomes plain mean pooling."""
-
-    num_heads = 1
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False):
-        gate = torch.ones_like(x)
-        return (x, Intermediates(z=None, gate=gate)) if return_intermediates else x
-
-
-class ScoredDensityAttention(MultiHeadDensityAdaptiveAttention):
-    """DAAM over a learned score of each position, one per head, instead of over every channel.
-
-    Head h scores each position, s_h = w_h . x + b_h; the scores are standardised over the real positions and gated
-    by the head's density. So a head's gate is one value per position, (batch, positions, heads): how much of that
-    position the head lets through, the same for every channel it owns (DAAMClassifier.channel_gate). Gating every
-    channel by its own z instead favours positions whose values are typical on most channels, which is not where
-    the evidence is; a learned score lets a head's density pick the positions that matter."""
-
-    def __init__(self, dim: int, num_heads: int, num_densities: int, mode: str = "mixture") -> None:
-        super().__init__(1, num_heads, num_densities, mode=mode, head_axis=2)
-        self.score = nn.Linear(dim, num_heads)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, return_intermediates: bool = False):
-        """x (batch, positions, dim) -> the gated scores (batch, positions, heads) [, Intermediates of the scores]."""
-        return super().forward(self.score(x), mask=mask, return_intermediates=return_intermediates)
-
-
-# A stage mechanism weights its input per position and channel group: it returns the same shape (or, for a
-# position stage, one value per head) and can return its Intermediates; the classifier then mixes layers and
-# pools positions. Another mechanism plugs in here.
-MECHANISMS = {
-    "daam": lambda dim, heads, densities, mode, head_axis: MultiHeadDensityAdaptiveAttention(
-        1, heads, densities, mode=mode, head_axis=head_axis),
-    "daam_score": lambda dim, heads, densities, mode, head_axis: ScoredDensityAttention(dim, heads, densities, mode),
-    "none": lambda dim, heads, densities, mode, head_axis: Passthrough(),
-}
-
-
-def build_mechanism(name: str, **kwargs) -> nn.Module:
-    if name not in MECHANISMS:
-        raise ValueError(f"unknown stage mechanism {name!r}; known: {sorted(MECHANISMS)}")
-    return MECHANISMS[name](**kwargs)
-
-
 @dataclass
 class ClassifierIntermediates:
     """What DAAMClassifier.forward computed on the way to its logits (return_intermediates=True)."""
 
     hidden: torch.Tensor  # (batch, layers, positions, dim): the adapter's output
-    mixed: torch.Tensor  # (batch, positions, dim): gated layers, softmax-mixed
-    pooled: torch.Tensor  # (batch, dim): mixed pooled over real positions by pool_shares
-    layers: Intermediates  # the layer stage's z and gate, shaped like hidden
-    positions: Intermediates  # the position stage's z and gate: shaped like mixed, or (batch, positions, heads)
+    mixed: torch.Tensor  # (batch, positions, dim): the states the pool weighted (for DAAM: gated layers, mixed)
+    pooled: torch.Tensor  # (batch, dim): mixed, pooled over the real positions
+    layers: Intermediates | None  # the DAAM pool's layer stage: z and gate, shaped like hidden
+    positions: Intermediates | None  # its position stage: shaped like mixed, or (batch, positions, heads)
 
 
-class DAAMClassifier(nn.Module):
+class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", license="apache-2.0",
+                     paper_url="https://arxiv.org/abs/2401.11143",
+                     tags=["density-adaptive-attention", "interpretability"]):
+    """A Hub model (huggingface_hub's PyTorchModelHubMixin: save_pretrained, push_to_hub), read back by its own
+    from_pretrained, which takes safetensors only and loads strictly."""
+
     def __init__(self, config: DAAMConfig) -> None:
         super().__init__()
         self.config = config
-        c = config
-        self.adapter = build_adapter(c.adapter)  # trainable, saved with the DAAM weights
-        # Statistics across layers for each (position, channel); heads own groups of channels.
-        self.layer_attention = build_mechanism(c.layer_mechanism, dim=c.dim, heads=c.layer_heads,
-                                               densities=c.layer_densities, mode=c.mode, head_axis=3)
-        self.layer_logits = nn.Parameter(torch.zeros(c.num_layers))
-        # Statistics across positions, of each channel ("daam") or of each head's score ("daam_score"); either way
-        # a head owns a group of channels, which it weights.
-        self.position_attention = build_mechanism(c.position_mechanism, dim=c.dim, heads=c.position_heads,
-                                                  densities=c.position_densities, mode=c.mode, head_axis=2)
-        if c.offset_spread and isinstance(self.position_attention, MultiHeadDensityAdaptiveAttention):
-            stage = self.position_attention
-            with torch.no_grad():
-                stage.mean_offsets.copy_(torch.linspace(-c.offset_spread, c.offset_spread, stage.num_densities))
-        self.norm = nn.LayerNorm(c.dim)
-        self.dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.dim, len(c.labels))
+        self.adapter = build_adapter(config.adapter)  # trainable, saved with the DAAM weights
+        self.pool = build_pool(config)
+        self.norm = nn.LayerNorm(config.dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.dim, len(config.labels))
         self._encoder = None  # frozen, rebuilt from config.encoder, never saved with the weights
         self._densities: tuple | None = None  # (parameter versions, {stage: DensityStage}): see densities()
+        self.register_load_state_dict_pre_hook(_pool_keys_from_before_pools)
 
     # ------------------------------------------------------------------ model
     def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False,
                 return_weights: bool = False):
         """Encoder features, mask (batch, positions) -> logits (batch, classes) [, ClassifierIntermediates]
-        [, weights (batch, positions)].
-
-        weights, as every pooling mechanism gives them (daam.mechanisms), for comparing with them: each position's
-        mean raw gate over the position stage's channels (what the stage lets through), normalised to sum to 1 over
-        the real positions."""
+        [, weights (batch, positions)]: how much weight the pool gave each position, summing to 1 over the real
+        positions (for DAAM: each position's mean raw gate over the position stage's channels, normalised)."""
         hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
         if hidden.dim() != 4 or hidden.shape[1] != self.config.num_layers or hidden.shape[3] != self.config.dim:
             raise ValueError(f"hidden must be (batch, {self.config.num_layers}, positions, {self.config.dim}), got {tuple(hidden.shape)}")
-        gated, layers = self.layer_attention(hidden, mask=mask[:, None, :, None], return_intermediates=True)
-        mixed = mix_layers(gated, self.layer_logits)  # (batch, positions, dim)
-        _, positions = self.position_attention(mixed, mask=mask[:, :, None], return_intermediates=True)
-        pooled = (self.pool_shares(positions.gate, mask) * mixed).sum(1)  # (batch, dim)
-        logits = self.head(self.dropout(self.norm(pooled)))
+        pooled = self.pool(hidden, mask)
+        logits = self.head(self.dropout(self.norm(pooled.pooled)))
         out = (logits,)
         if return_intermediates:
-            out += (ClassifierIntermediates(hidden, mixed, pooled, layers, positions),)
+            out += (ClassifierIntermediates(hidden, pooled.mixed, pooled.pooled, pooled.layers, pooled.positions),)
         if return_weights:
-            gate = positions.gate.mean(-1) * mask
-            out += (gate / gate.sum(1, keepdim=True).clamp(min=1e-12),)
+            out += (pooled.weights,)
         return out if len(out) > 1 else logits
 
-    def channel_gate(self, gate: torch.Tensor) -> torch.Tensor:
-        """The position stage's gate per channel, (batch, positions, dim): a scored stage gives one value per head
-        (ScoredDensityAttention), which every channel of that head takes."""
-        dim = self.config.dim
-        return gate if gate.shape[-1] == dim else gate.index_select(-1, head_index(dim, gate.shape[-1], gate.device))
-
-    def pool_shares(self, gate: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Each position's share of the pooled vector, per channel: (batch, positions, dim), summing to the mean
-        gate over positions ("mean" pooling of the gated values) or to 1 ("gate" pooling); padding has none."""
-        gate = self.channel_gate(gate)
-        real = mask[:, :, None].to(gate.dtype)
-        if self.config.pooling == "gate":
-            weights = gate * real
-            return weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
-        if self.config.pooling != "mean":
-            raise ValueError(f"unknown pooling {self.config.pooling!r}; known: mean, gate")
-        return gate * real / real.sum(1, keepdim=True).clamp(min=1)
+    @property
+    def density_pool(self) -> DensityPool:
+        """The DAAM pool, whose stages explanations, relevance and density curves read."""
+        if not isinstance(self.pool, DensityPool):
+            raise ValueError(f"this classifier pools with {self.config.pool!r}: explanations need the 'daam' pool")
+        return self.pool
 
     @property
     def device(self) -> torch.device:
@@ -227,7 +157,8 @@ class DAAMClassifier(nn.Module):
 
     def density_stages(self) -> dict[str, MultiHeadDensityAdaptiveAttention]:
         """The stages whose mechanism is a density attention, by name ("positions", "layers")."""
-        stages = {"positions": self.position_attention, "layers": self.layer_attention}
+        pool = self.density_pool
+        stages = {"positions": pool.position_attention, "layers": pool.layer_attention}
         return {name: module for name, module in stages.items() if isinstance(module, MultiHeadDensityAdaptiveAttention)}
 
     def densities(self) -> dict[str, DensityStage]:
@@ -258,7 +189,8 @@ class DAAMClassifier(nn.Module):
         features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
-        position_weights = self._head_means(inter.positions.gate, self.position_attention, channel_axis=2)  # (b, heads, positions)
+        pool = self.density_pool
+        position_weights = self._head_means(inter.positions.gate, pool.position_attention, channel_axis=2)  # (b, heads, positions)
         method = self.relevance_method
         relevance = method(self, encoded, logits, inter, mask)  # (b, heads, positions), (b, positions)
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
@@ -271,9 +203,9 @@ class DAAMClassifier(nn.Module):
             n = int(mask[i].sum())
             z_values = {}
             if "layers" in density:
-                z_values["layers"] = self._z_per_head(inter.layers.z[i, :, :n], self.layer_attention, channel_axis=2)
+                z_values["layers"] = self._z_per_head(inter.layers.z[i, :, :n], pool.layer_attention, channel_axis=2)
             if "positions" in density:
-                z_values["positions"] = self._z_per_head(inter.positions.z[i, :n], self.position_attention, channel_axis=1)
+                z_values["positions"] = self._z_per_head(inter.positions.z[i, :n], pool.position_attention, channel_axis=1)
             explanations.append(Explanation(
                 modality=self.config.modality,
                 labels=list(labels),
@@ -310,7 +242,8 @@ class DAAMClassifier(nn.Module):
         (pooled - uniform) . g, the first-order effect of the gate's choices against pooling every position alike.
         (Chosen on validation sentences and synthetic clips over centring on the pooled vector itself; the figures:
         README, "The mechanism comparison".) One forward pass, no backward; positive = supports the predicted label."""
-        shares = self.pool_shares(inter.positions.gate, mask)
+        pool = self.density_pool
+        shares = pool.pool_shares(inter.positions.gate, mask)
         if self.config.pooling == "gate":
             uniform = masked_mean(inter.mixed, mask[:, :, None], dim=1)  # (b, d)
             added = shares * (inter.mixed - uniform[:, None, :])  # (b, p, d)
@@ -326,7 +259,7 @@ class DAAMClassifier(nn.Module):
         v = (towards @ self.head.weight) * norm.weight  # d log p_c / d normalised
         g = inv_std * (v - v.mean(-1, keepdim=True) - normalised * (v * normalised).mean(-1, keepdim=True))  # (b, d)
         contributions = added * g[:, None, :]  # (b, p, d)
-        return self._head_sums(contributions, self.position_attention.num_heads, channel_axis=2)[0]
+        return self._head_sums(contributions, pool.position_attention.num_heads, channel_axis=2)[0]
 
     def relevance_against(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor,
                           reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,10 +273,11 @@ class DAAMClassifier(nn.Module):
         reference) and one more pass of the DAAM stages; no backward. Chosen on the validation voices over relevance()
         by the deletion test; on validation sentences it gained nothing, so text keeps relevance() (the figures:
         README, "The mechanism comparison")."""
+        num_heads = self.density_pool.position_attention.num_heads
         _, removed = self.forward(reference, mask, return_intermediates=True)
-        added = self.pool_shares(inter.positions.gate, mask) * (inter.mixed - removed.mixed)  # (b, p, d)
-        heads = head_index(added.shape[-1], self.position_attention.num_heads, added.device)
-        owner = nn.functional.one_hot(heads, self.position_attention.num_heads).T.to(added.dtype)  # (heads, d)
+        added = self.density_pool.pool_shares(inter.positions.gate, mask) * (inter.mixed - removed.mixed)  # (b, p, d)
+        heads = head_index(added.shape[-1], num_heads, added.device)
+        owner = nn.functional.one_hot(heads, num_heads).T.to(added.dtype)  # (heads, d)
         predicted = logits.argmax(-1)
 
         def log_probability(pooled: torch.Tensor) -> torch.Tensor:  # (b, ..., d) -> (b, ...)
@@ -382,18 +316,20 @@ class DAAMClassifier(nn.Module):
         return out
 
     # ------------------------------------------------------------------ checkpoint I/O
-    def save_pretrained(self, directory: str | Path) -> None:
+    def _save_pretrained(self, directory: Path) -> None:
+        """What the mixin's save_pretrained (and push_to_hub) writes: model.safetensors and config.json. The mixin
+        adds a generic README.md where there is none; a training run writes the checkpoint's own card over it."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
         (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, *, device: str | torch.device = "cpu") -> "DAAMClassifier":
-        """A trained classifier from a checkpoint directory (or a Hub repo id, when online)."""
+        """A trained classifier from a checkpoint directory (or a Hub repo id, when online). Replaces the mixin's
+        loader, which would fall back to unpickling pytorch_model.bin and load non-strictly: pickled weights are
+        refused unopened (daam.hub), and a weight that is missing or unexpected is an error."""
         from safetensors.torch import load_file
 
         directory = resolve_checkpoint(path_or_repo_id)
@@ -404,6 +340,14 @@ class DAAMClassifier(nn.Module):
 
 
 load_pretrained = DAAMClassifier.from_pretrained
+
+
+def _pool_keys_from_before_pools(module, state_dict, prefix, *args) -> None:
+    """Loads a state dict saved before the pool was a module of its own (the shipped checkpoints and their
+    comparison heads): what is not the adapter's, the norm's or the head's was the pool's."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key[len(prefix):].split(".")[0] not in TOP_LEVEL_MODULES:
+            state_dict[f"{prefix}pool.{key[len(prefix):]}"] = state_dict.pop(key)
 
 
 @torch.no_grad()

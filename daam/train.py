@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from .attention import DENSITY_PARAMETERS, head_overlap
 from .data import HeldOutSet, Task
-from .mechanisms import BASELINES, MechanismClassifier, MechanismConfig
 from .metrics import classification_report, head_movement, mean_sd
 from .modalities import modality
 from .model import DAAMClassifier, DAAMConfig
+from .pools import BASELINES
 from .model_card import write_card
 
 
@@ -204,7 +204,7 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     print(f"{task.description}: {len(task.inputs)} examples, split sizes {sizes}")
     cache = encode_all(encoder, task.inputs, task.targets, sort_key=task.sort_key)
     makers = {"daam": lambda: DAAMClassifier(config)}
-    makers |= {name: lambda name=name: MechanismClassifier(MechanismConfig.baseline(name, config)) for name in BASELINES}
+    makers |= {name: lambda name=name: DAAMClassifier(config.baseline(name)) for name in BASELINES}
     seeds = list(range(args.seeds))
     trained = {name: train_seeds(make, cache, task.split, settings, seeds, name) for name, make in makers.items()}
 

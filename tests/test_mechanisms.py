@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from daam.compare import MECHANISM_NAMES, compare_input, load_comparison, load_mechanisms
-from daam.mechanisms import POOLINGS, MechanismClassifier, MechanismConfig
+from daam import DAAMClassifier, DAAMConfig
+from daam.mechanisms import POOLINGS
 from daam.train import TrainSettings, fit
 
 from test_relevance import DIM, LAYERS, POSITIONS, evidence_task
@@ -23,7 +24,7 @@ def data():
 def test_each_mechanism_learns_the_task_and_its_weights_are_a_distribution(name, data):
     cache, where, split = data
     torch.manual_seed(0)
-    model = MechanismClassifier(MechanismConfig(name, "text", ["minus", "plus"], LAYERS, DIM))
+    model = DAAMClassifier(DAAMConfig("text", ["minus", "plus"], LAYERS, DIM, pool=name))
     info = fit(model, cache, split, TrainSettings(epochs=3, batch_size=32, head_diversity=0.0), seed=0, desc=name)
     assert info["val_accuracy"] > 0.8  # chance: 0.5
     features, mask, _ = cache.batch(list(range(700, 764)))
@@ -40,11 +41,13 @@ def test_each_mechanism_learns_the_task_and_its_weights_are_a_distribution(name,
         assert weights[evidence].mean() > weights[mask & ~evidence].mean()
 
 
-def test_unknown_mechanism_and_missing_encoder_say_so():
-    with pytest.raises(ValueError, match="unknown mechanism"):
-        MechanismClassifier(MechanismConfig("nope", "text", ["a", "b"], 2, 8))
-    with pytest.raises(RuntimeError, match="set_encoder"):
-        MechanismClassifier(MechanismConfig("mean", "text", ["a", "b"], 2, 8)).encoder
+def test_unknown_pool_and_explaining_without_daam_say_so():
+    with pytest.raises(ValueError, match="unknown pool"):
+        DAAMClassifier(DAAMConfig("text", ["a", "b"], 2, 8, pool="nope"))
+    with pytest.raises(ValueError, match="layers must be"):
+        DAAMClassifier(DAAMConfig("text", ["a", "b"], 2, 8, pool="mean", layers="first"))
+    with pytest.raises(ValueError, match="explanations need the 'daam' pool"):
+        DAAMClassifier(DAAMConfig("text", ["a", "b"], 2, 8, pool="mean")).densities()
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import torch
 
 from daam import DAAMClassifier, DAAMConfig, Explanation
 from daam.modalities import MODALITIES
-from daam.model import masked_mean
+from daam.pools import masked_mean
 from daam.train import FeatureCache, TrainSettings, fit
 
 POSITIONS, LAYERS, DIM = 12, 2, 16
@@ -84,7 +84,7 @@ def test_relevance_is_the_exact_split_of_the_first_order_term(trained):
 def test_density_parameters_receive_gradient_and_move(trained):
     model, before, info = trained
     assert info["val_accuracy"] > 0.9
-    for name in ("position_attention.mean_offsets", "position_attention.raw_scales", "layer_attention.mean_offsets"):
+    for name in ("pool.position_attention.mean_offsets", "pool.position_attention.raw_scales", "pool.layer_attention.mean_offsets"):
         assert (model.state_dict()[name] - before[name]).abs().max() > 1e-2, name
 
 
@@ -251,7 +251,7 @@ def test_pool_shares_make_the_pooled_vector_and_relevance_splits_it_for_either_p
     features, mask, _ = cache.batch([0, 1, 2])
     mask[1, 8:] = False
     logits, inter = model(features, mask, return_intermediates=True)
-    shares = model.pool_shares(inter.positions.gate, mask)
+    shares = model.pool.pool_shares(inter.positions.gate, mask)
     assert (shares[1, 8:] == 0).all()  # padding has no share
     if pooling == "gate":  # the gates are normalised pooling weights
         torch.testing.assert_close(shares.sum(1), torch.ones(3, DIM))
@@ -279,7 +279,7 @@ def test_under_gate_pooling_relevance_is_the_first_order_effect_of_removing_a_po
     with torch.no_grad():
         logits, inter = model(features, mask, return_intermediates=True)
         relevance = model.relevance(logits, inter, mask).sum(1)  # (20, positions)
-        shares = model.pool_shares(inter.positions.gate, mask)  # (20, positions, dim)
+        shares = model.pool.pool_shares(inter.positions.gate, mask)  # (20, positions, dim)
         without = (inter.pooled[:, None] - shares * inter.mixed) / (1 - shares)  # (20, positions, dim)
         log_p = model.head(model.norm(without)).log_softmax(-1)
         predicted = logits.argmax(-1)
@@ -300,7 +300,7 @@ def scored():
 def test_a_scored_stage_gates_each_position_once_per_head_and_pools_by_its_gates(scored):
     model, before, info = scored
     assert info["val_accuracy"] > 0.9
-    for name in ("position_attention.mean_offsets", "position_attention.raw_scales", "position_attention.score.weight"):
+    for name in ("pool.position_attention.mean_offsets", "pool.position_attention.raw_scales", "pool.position_attention.score.weight"):
         assert (model.state_dict()[name] - before[name]).abs().max() > 1e-2, name
     cache, _ = evidence_task(3, seed=4, marked=True, decoys=True)
     features, mask, _ = cache.batch([0, 1, 2])
@@ -309,11 +309,11 @@ def test_a_scored_stage_gates_each_position_once_per_head_and_pools_by_its_gates
     heads = model.config.position_heads
     assert inter.positions.gate.shape == inter.positions.z.shape == (3, POSITIONS, heads)
     assert (inter.positions.z[2, 6:] == 0).all()  # the scores' statistics skip padding
-    shares = model.pool_shares(inter.positions.gate, mask)  # (3, positions, dim)
+    shares = model.pool.pool_shares(inter.positions.gate, mask)  # (3, positions, dim)
     torch.testing.assert_close(shares.sum(1), torch.ones(3, DIM))
     assert (shares[2, 6:] == 0).all()
     channels_of_head = torch.arange(DIM) // (DIM // heads)
-    torch.testing.assert_close(model.channel_gate(inter.positions.gate), inter.positions.gate[..., channels_of_head])
+    torch.testing.assert_close(model.pool.channel_gate(inter.positions.gate), inter.positions.gate[..., channels_of_head])
     torch.testing.assert_close((shares * inter.mixed).sum(1), inter.pooled)
 
 
@@ -369,7 +369,7 @@ def test_relevance_against_a_reference_orders_positions_as_replacing_them_by_it_
             replaced = features.clone()
             replaced[:, :, p] = 0
             lost.append(log_p - model(replaced, mask).log_softmax(-1).gather(1, predicted[:, None])[:, 0])
-    assert heads.shape == (20, model.position_attention.num_heads, POSITIONS) and positions.shape == (20, POSITIONS)
+    assert heads.shape == (20, model.pool.position_attention.num_heads, POSITIONS) and positions.shape == (20, POSITIONS)
     assert unchanged_heads.abs().max() < 1e-5 and unchanged.abs().max() < 1e-5  # like its reference: adds nothing
     ranks = lambda values: values.argsort(-1).argsort(-1).double()  # noqa: E731
     rank_correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(ranks(positions), ranks(torch.stack(lost, 1)))]

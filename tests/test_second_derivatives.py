@@ -13,7 +13,7 @@ import daam
 import density_adaptive_attention as original_density
 import gaussian_adaptive_attention as original_gaussian
 from daam.fused import DOUBLE_BACKWARD, cpu_kernel
-from daam.model import ScoredDensityAttention
+from daam.pools import ScoredDensityAttention
 
 from test_attention import randomise
 

@@ -104,8 +104,8 @@ def test_a_training_run_takes_its_modalitys_architecture_unless_the_command_line
     assert (config("text").position_mechanism, config("image").position_mechanism) == ("daam_score", "daam")
     overridden = config("text", "--position-mechanism", "daam", "--pooling", "mean", "--offset-spread", "0")
     assert (overridden.position_mechanism, overridden.pooling, overridden.offset_spread) == ("daam", "mean", 0.0)
-    assert DAAMClassifier(overridden).position_attention.mean_offsets.abs().max() == 0
-    spread = DAAMClassifier(config("text")).position_attention.mean_offsets
+    assert DAAMClassifier(overridden).pool.position_attention.mean_offsets.abs().max() == 0
+    spread = DAAMClassifier(config("text")).pool.position_attention.mean_offsets
     assert torch.equal(spread[0], torch.tensor([-1.5, 0.0, 1.5]))  # both tails and the middle, every head
 
 
@@ -119,7 +119,7 @@ def test_a_stage_mechanism_comes_from_the_config():
     features, mask = torch.randn(2, 3, 5, 16), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     daam = tiny_text_model()
     plain = tiny_text_model(position_mechanism="none")
-    assert len(plain.position_attention.state_dict()) == 0 and "position_attention.mean_offsets" in daam.state_dict()
+    assert len(plain.pool.position_attention.state_dict()) == 0 and "pool.position_attention.mean_offsets" in daam.state_dict()
     logits, inter = plain(features, mask, return_intermediates=True)
     assert logits.shape == (2, 2) and (inter.positions.gate == 1).all() and inter.positions.z is None
     assert set(plain.densities()) == {"layers"}
@@ -131,8 +131,8 @@ def test_intermediates_are_the_z_scores_and_gates_of_the_forward_pass():
     model = tiny_text_model()
     features, mask = torch.randn(2, 3, 5, 16), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     _, inter = model(features, mask, return_intermediates=True)
-    torch.testing.assert_close(inter.positions.z, model.position_attention.z_scores(inter.mixed, mask=mask[:, :, None]))
-    torch.testing.assert_close(inter.layers.z, model.layer_attention.z_scores(inter.hidden, mask=mask[:, None, :, None]))
+    torch.testing.assert_close(inter.positions.z, model.pool.position_attention.z_scores(inter.mixed, mask=mask[:, :, None]))
+    torch.testing.assert_close(inter.layers.z, model.pool.layer_attention.z_scores(inter.hidden, mask=mask[:, None, :, None]))
 
 
 def test_densities_are_computed_once_per_checkpoint_and_again_after_a_change():
@@ -140,7 +140,7 @@ def test_densities_are_computed_once_per_checkpoint_and_again_after_a_change():
     first = model.densities()
     assert model.densities() is first
     with torch.no_grad():
-        model.position_attention.mean_offsets.add_(1.0)
+        model.pool.position_attention.mean_offsets.add_(1.0)
     changed = model.densities()
     assert changed is not first
     np.testing.assert_allclose(changed["positions"].offsets, first["positions"].offsets + 1.0, rtol=1e-6)
@@ -174,3 +174,21 @@ def test_the_app_says_input_errors_and_hides_internal_ones(caplog):
     assert "out of bounds" not in str(raised.value)
     assert any(r.exc_info for r in caplog.records if "bug" in r.getMessage())  # the traceback goes to the log
     assert not any(r.exc_info for r in caplog.records if "bad_input" in r.getMessage())
+
+
+@pytest.mark.parametrize("pool", ["daam", "gated_attention"])
+def test_a_state_dict_from_before_pools_loads_into_the_pool_and_a_stray_key_still_fails(pool):
+    """The shipped checkpoints and comparison heads keep the pool's parameters at the top level (layer_attention.*,
+    layer_logits, pooling.*): they load unchanged, strictly."""
+    model = tiny_text_model(pool=pool)
+    saved = {k.removeprefix("pool."): v.clone() for k, v in model.state_dict().items()}
+    assert any(k.startswith("pool.") for k in model.state_dict()) and not any(k.startswith("pool.") for k in saved)
+    fresh = tiny_text_model(pool=pool)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.add_(1.0)
+    fresh.load_state_dict(saved)
+    features, mask = torch.randn(2, 3, 5, 16), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    torch.testing.assert_close(fresh(features, mask), model(features, mask), rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="no_such"):
+        fresh.load_state_dict(saved | {"no_such": torch.zeros(1)})

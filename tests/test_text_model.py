@@ -37,7 +37,7 @@ def model(encoder):
 
 def test_save_load_round_trip_gives_identical_logits(model, encoder, tmp_path):
     model.save_pretrained(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"model.safetensors", "config.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"model.safetensors", "config.json", "README.md"}
     loaded = load_pretrained(tmp_path)
     loaded.set_encoder(encoder)
     batch = encoder(["A gorgeous film.", "Dull, dull, dull and far too long."])
@@ -176,3 +176,17 @@ def test_shipped_checkpoint_gets_handwritten_sentences_mostly_right():
     predictions = [e.predicted_label for e in shipped.explain_batch([s for s, _ in HANDWRITTEN])]
     correct = sum(p == y for p, (_, y) in zip(predictions, HANDWRITTEN))
     assert correct >= 8, list(zip(predictions, HANDWRITTEN))
+
+
+def test_save_pretrained_is_the_hub_mixins_and_loading_stays_strict(tmp_path):
+    from huggingface_hub import ModelCard, PyTorchModelHubMixin
+    from safetensors.torch import load_file, save_file
+
+    model = DAAMClassifier(DAAMConfig("text", ["rotten", "fresh"], num_layers=3, dim=16)).eval()
+    assert isinstance(model, PyTorchModelHubMixin)
+    model.save_pretrained(tmp_path)
+    assert ModelCard.load(tmp_path / "README.md").data.library_name == "daam-lens"  # the mixin's card, for push_to_hub
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if k != "head.bias"}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(RuntimeError, match="head.bias"):  # the mixin's own loader would leave it at random
+        load_pretrained(tmp_path)
