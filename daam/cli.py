@@ -5,12 +5,15 @@ into TrainSettings)."""
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
 
-from .data import Task, check
+from .data import Task, check, files
+from .data.files import infer_modality
 from .errors import DataError
 from .modalities import MODALITIES, modality
 from .model import DAAMConfig
@@ -40,8 +43,19 @@ def run_command(parser: argparse.ArgumentParser, work: Callable[[], object]) -> 
 def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """The command line of a run on one modality's task (shared by daam.train and daam.compare)."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modality", choices=sorted(MODALITIES))
-    parser.add_argument("--data", help="text: CSV with category,text columns; image: directory of Fashion-MNIST idx files")
+    parser.add_argument("builtin", nargs="?", choices=sorted(MODALITIES), metavar="MODALITY",
+                        help=f"train on this modality's built-in dataset ({', '.join(sorted(MODALITIES))}); with --data, "
+                             "the modality of the data")
+    parser.add_argument("--data", help="your own data (daam.data.files): a CSV, TSV, JSONL or Parquet file, or a folder "
+                                       "with one subfolder of images or audio clips per class")
+    parser.add_argument("--modality", choices=sorted(MODALITIES), help="the modality of --data (default: inferred from it)")
+    parser.add_argument("--encoder", help="a built-in encoder's name (the modality's by default) or a local directory "
+                                          "of a Hugging Face text model (BERT-, RoBERTa-, DistilBERT-like)")
+    parser.add_argument("--text-column", default="text", help="--data: the column of the text")
+    parser.add_argument("--label-column", default="label", help="--data: the column of the label")
+    parser.add_argument("--label-names", help="--data: comma-separated class names for integer labels 0, 1, ...")
+    parser.add_argument("--builtin-data", help="where a built-in dataset's files are: text, a CSV with category,text "
+                                               "columns; image, a directory of Fashion-MNIST idx files")
     parser.add_argument("--epochs", type=positive(int), help="default: the modality's")
     parser.add_argument("--seeds", type=positive(int), default=3)
     parser.add_argument("--heads", type=positive(int), default=4)
@@ -71,26 +85,64 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def daam_config(args, encoder, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with args.modality from the positional MODALITY, --modality or what --data holds; a usage
+    error when none says."""
+    args = parser.parse_args(argv)
+    if getattr(args, "checkpoint", None) and not (args.builtin or args.modality or args.data):
+        _from_checkpoint(args)  # a checkpoint trained on a user's files names its data
+        if args.modality and not args.data:
+            args.builtin, args.modality = args.modality, None
+    given = {m for m in (args.builtin, args.modality) if m}
+    if len(given) > 1:
+        parser.error(f"MODALITY {args.builtin} and --modality {args.modality} disagree")
+    if not given and not args.data:
+        parser.error("name a built-in dataset (MODALITY: " + ", ".join(sorted(MODALITIES)) + ") or pass --data PATH")
+    if given:
+        args.modality = given.pop()
+    else:
+        try:
+            args.modality = infer_modality(Path(args.data).expanduser())
+        except DataError as error:
+            parser.exit(2, f"{parser.prog}: {error}\n")
+    return args
+
+
+def _from_checkpoint(args) -> None:
+    """args.modality, and for a checkpoint trained on files (daam.data.files) --data and its columns, from the
+    checkpoint's config.json and metrics.json."""
+    directory = Path(args.checkpoint)
+    try:
+        args.modality = json.loads((directory / "config.json").read_text())["modality"]
+        data = json.loads((directory / "metrics.json").read_text())["data"]
+    except (OSError, ValueError, KeyError):
+        return  # parse() then asks for MODALITY or --data
+    if data.get("kind") == "files":
+        args.data = data["path"]
+        for option in ("text_column", "label_column", "label_names"):
+            setattr(args, option, data.get("options", {}).get(option, getattr(args, option)))
+
+
+def daam_config(args, frozen: nn.Module, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
     """A training run's DAAMConfig: heads and densities from the command line, one layer per name, what the modality's
     build decided (`more`), and the modality's architecture (its registry entry) where the command line does not
     choose."""
     chosen = {name: getattr(args, name) for name in ("position_mechanism", "pooling", "offset_spread")}
-    architecture = modality(encoder.modality).architecture | {k: v for k, v in chosen.items() if v is not None}
-    return DAAMConfig(modality=encoder.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,
+    architecture = modality(frozen.modality).architecture | {k: v for k, v in chosen.items() if v is not None}
+    more.setdefault("encoder", {"name": frozen.name, "kwargs": {}})
+    return DAAMConfig(modality=frozen.modality, labels=list(labels), num_layers=len(layer_names), dim=dim,
                       layer_heads=args.heads, position_heads=args.heads, layer_densities=args.densities,
-                      position_densities=args.densities, encoder={"name": encoder.name, "kwargs": {}},
-                      layer_names=list(layer_names), **architecture, **more)
+                      position_densities=args.densities, layer_names=list(layer_names), **architecture, **more)
 
 
 def prepare(args) -> tuple[Task, nn.Module, DAAMConfig, float]:
-    """The modality's task (its dataset), encoder and config (its build, the command line and the registry's
+    """The task (--data, or the modality's built-in dataset), the modality's encoder and config (its build, the command line and the registry's
     architecture), and the seconds spent making its data (reading a dataset, or
     synthesising every voice for audio): part of what a run costs, though not of its training time."""
     entry = modality(args.modality)
     started = time.time()
-    task = entry.resolve("task")(args)
+    task = files.task(args) if args.data else entry.resolve("task")(args)
     check(task)
     data_time_s = round(time.time() - started, 1)
-    encoder, decided = entry.resolve("build")(args)
+    encoder, decided = entry.resolve("build")(args)  # checks --encoder before any encoding
     return task, encoder, daam_config(args, encoder, task.labels, **decided), data_time_s

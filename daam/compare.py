@@ -232,7 +232,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .cli import build_parser, prepare, run_command
+    from .cli import build_parser, parse, prepare, run_command
     from .train import settings_for
 
     parser = build_parser("python -m daam.compare", __doc__)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="train only these again; the other rows are kept from the existing comparison.json")
     parser.add_argument("--timings-only", action="store_true",
                         help="only time every shipped head again, side by side, and update comparison.json")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     args.checkpoint = args.checkpoint or f"checkpoints/{args.modality}"
     if args.timings_only:  # no data needed: the heads are timed on the shipped examples
         print(update_timings(Path(args.checkpoint), DAAMClassifier.from_pretrained(args.checkpoint)))

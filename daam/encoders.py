@@ -9,6 +9,7 @@ Encoders load from local files only; nothing is downloaded at run time."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -24,3 +25,47 @@ class Encoded:
     extras: list[Extras | None] = field(default_factory=list)  # per item, what the view needs beyond the weights
 
 
+
+
+def model_kind(model_type: str) -> str | None:
+    """text, image or audio: what a Hugging Face model type reads, by transformers' own task mappings."""
+    from transformers.models.auto import modeling_auto as auto
+
+    if model_type in auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+        return "image"
+    if model_type in auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES or model_type in auto.MODEL_FOR_CTC_MAPPING_NAMES:
+        return "audio"
+    if model_type in auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        return "text"
+    return None
+
+
+def local_model(value: str | None, modality: str, builtin: str) -> str | None:
+    """--encoder: None for the modality's built-in encoder (no value, or its name), else the absolute path of a local
+    Hugging Face model directory that reads this modality. A DataError says what is wrong before anything loads."""
+    from .errors import DataError
+
+    if value is None or value == builtin:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataError(f"--encoder {value}: neither the built-in {modality} encoder ({builtin}) nor a directory")
+    if not (path / "config.json").is_file():
+        raise DataError(f"--encoder {value}: not a Hugging Face model directory (it has no config.json)")
+    from transformers import AutoConfig
+
+    try:
+        model_type = AutoConfig.from_pretrained(str(path), local_files_only=True).model_type
+    except Exception as error:  # an unknown model type, malformed JSON: transformers' errors vary
+        raise DataError(f"--encoder {value}: its config.json is not a model transformers knows ({error})") from None
+    kind = model_kind(model_type)
+    if kind != modality:
+        what = f"a {kind} model" if kind else "not a text, image or audio model"
+        raise DataError(f"--encoder {value}: a {model_type} model is {what}; the data is {modality}")
+    if modality != "text":
+        raise DataError(f"--encoder {value}: a local Hugging Face {modality} encoder is not supported yet; the "
+                        f"built-in {builtin} reads {modality}")
+    if not any(path.glob("*.safetensors")):
+        raise DataError(f"--encoder {value}: no .safetensors weights (pickled weights are refused: unpickling can "
+                        "run arbitrary code)")
+    return str(path.resolve())

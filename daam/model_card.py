@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from huggingface_hub import ModelCard, ModelCardData
 
 from .attention import OVERLAP_MARGIN
-from .modalities import modality
+from .modalities import modality, resolve
 from .model import DAAMConfig
 
 EXPLANATION_CAVEAT = ("The relevance is an account of what removing a part would do: to first order at the pooling "
@@ -104,16 +103,18 @@ def position_stage(config: DAAMConfig) -> str:
 
 def write_card(out: Path, metrics: dict, config: DAAMConfig) -> None:
     """README.md for a checkpoint directory, every figure taken from metrics.json."""
-    sec = modality(config.modality).resolve("card")(metrics, config)
+    card = metrics["data"].get("card") or modality(config.modality).card  # a user's data names its own card
+    sec = resolve(card)(metrics, config)
     daam = metrics["results"]["daam"]
     best_baseline = max((r["test_accuracy"]["mean"], n) for n, r in metrics["results"].items() if n != "daam")
     spread = max(r["test_accuracy"]["sd"] for r in metrics["results"].values())
     gap = daam["test_accuracy"]["mean"] - best_baseline[0]
     verdict = (f"DAAM is {gap:+.4f} against the best baseline ({NAMES[best_baseline[1]]}); "
                f"the largest seed spread is {spread:.4f}. ")
-    goal = f"{sec['goal']:.0%}"
-    verdict += (f"The {goal} goal is met." if daam["test_accuracy"]["mean"] >= sec["goal"] else
-                f"**The {goal} goal is not met** by this run.")
+    if sec["goal"] is not None:
+        goal = f"{sec['goal']:.0%}"
+        verdict += (f"The {goal} goal is met." if daam["test_accuracy"]["mean"] >= sec["goal"] else
+                    f"**The {goal} goal is not met** by this run.")
     sel = daam["selected_test"]
     confusion = "\n".join(f"| {metrics['labels'][i]} | " + " | ".join(str(v) for v in row) + " |"
                           for i, row in enumerate(sel["confusion_matrix"]))

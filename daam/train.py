@@ -3,6 +3,7 @@
     python -m daam.train text --out checkpoints/text
     python -m daam.train image --out checkpoints/image
     python -m daam.train audio --out checkpoints/audio
+    python -m daam.train --data reviews.csv --out my-checkpoint    # your own data (daam.data.files)
 
 Each modality's data and architecture come from its task (daam.data.*, named by daam.modalities).
 Steps: split (seed recorded); encode every example once with the frozen encoder; train DAAM and two
@@ -43,6 +44,7 @@ class FeatureCache:
     items: list[torch.Tensor]  # (positions, ...) each
     labels: torch.Tensor
     position_axis: int  # where positions go in a batch, as the encoder gives them
+    truncated: int = 0  # inputs the encoder did not read whole (a text beyond its token limit)
 
     def length(self, i: int) -> int:
         return self.items[i].shape[0]
@@ -64,13 +66,15 @@ def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, s
         encoder.compile_for_bulk(batch_size)
     order = sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
     items: list[torch.Tensor | None] = [None] * len(inputs)
+    truncated = 0
     for start in tqdm(range(0, len(order), batch_size), desc="encoding (once)", unit="batch"):
         idx = order[start:start + batch_size]
         out = encoder([inputs[i] for i in idx])
         features = out.features.movedim(encoder.position_axis, 1)  # (batch, positions, ...)
         for row, i in enumerate(idx):
             items[i] = features[row, :int(out.mask[row].sum())].to(torch.float16).clone()
-    return FeatureCache(items, torch.tensor(labels), encoder.position_axis)
+        truncated += sum("truncated" in note for note in out.truncation_notes)
+    return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
 
 
 @dataclass
@@ -230,7 +234,7 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     metrics = {
         "task": task.description,
         "labels": task.labels,
-        "data": task.provenance,
+        "data": task.provenance | ({"truncated": cache.truncated} if cache.truncated else {}),
         "split": {"sizes": sizes} | task.provenance.get("split", {}),
         "seeds": seeds,
         "selection": "per run: epoch with the best validation accuracy; shipped DAAM: the seed with the best validation accuracy",
@@ -281,11 +285,11 @@ def settings_for(args):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .cli import build_parser, prepare, run_command
+    from .cli import build_parser, parse, prepare, run_command
 
     parser = build_parser("python -m daam.train", __doc__)
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
 
     def work() -> None:
         settings = settings_for(args)

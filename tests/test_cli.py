@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from daam.cli import build_parser
+from daam.cli import build_parser, parse
 from daam.data.fashion_mnist import read_idx
 from daam.errors import DataError
 from daam.train import settings_for
@@ -24,7 +24,7 @@ def test_missing_data_is_a_data_error_not_an_exit():
 @pytest.mark.parametrize("command", ["daam.train", "daam.compare"])
 def test_a_command_on_missing_data_says_so_without_a_traceback(command, tmp_path):
     out = ["--out", str(tmp_path / "ckpt")] if command == "daam.train" else ["--checkpoint", "checkpoints/image"]
-    done = subprocess.run([sys.executable, "-m", command, "image", "--data", str(tmp_path / "missing"), *out],
+    done = subprocess.run([sys.executable, "-m", command, "image", "--builtin-data", str(tmp_path / "missing"), *out],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"python -m {command}: Fashion-MNIST not found in {tmp_path / 'missing'}" in done.stderr
@@ -42,9 +42,9 @@ def test_counts_and_rates_must_be_above_zero(argv, capsys):
 
 
 def test_an_explicit_epoch_count_is_used_and_an_absent_one_is_the_modalitys():
-    args = build_parser("train", "").parse_args(["text", "--epochs", "1"])
+    args = parse(build_parser("train", ""), ["text", "--epochs", "1"])
     assert settings_for(args).epochs == 1
-    default = settings_for(build_parser("train", "").parse_args(["text"]))
+    default = settings_for(parse(build_parser("train", ""), ["text"]))
     assert default.epochs == 6 and settings_for(SimpleNamespace(**vars(args) | {"epochs": None})).epochs == 6
 
 
@@ -73,7 +73,7 @@ def test_bad_training_data_ends_the_run_with_what_is_wrong_and_writes_nothing(ca
     if content is not None:
         _csv(data, *content)
     with pytest.raises(SystemExit) as done:
-        main(["text", "--data", str(data), "--out", str(tmp_path / "ckpt")])
+        main(["text", "--builtin-data", str(data), "--out", str(tmp_path / "ckpt")])
     assert done.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "ckpt").exists()

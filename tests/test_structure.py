@@ -91,10 +91,10 @@ def test_every_registry_entry_resolves():
 def test_a_training_run_takes_its_modalitys_architecture_unless_the_command_line_chooses():
     from types import SimpleNamespace
 
-    from daam.cli import build_parser, daam_config
+    from daam.cli import build_parser, daam_config, parse
 
     def config(*argv):
-        args = build_parser("train", "").parse_args(list(argv))
+        args = parse(build_parser("train", ""), list(argv))
         encoder = SimpleNamespace(modality=args.modality, name="e")
         return daam_config(args, encoder, ["a", "b"], ["l0", "l1"], 8)
 

@@ -138,7 +138,7 @@ def test_unknown_hub_id_offline_gives_a_clear_error(monkeypatch):
 def test_quick_training_run_end_to_end(tmp_path):
     out = tmp_path / "ckpt"
     proc = subprocess.run(
-        [sys.executable, "-m", "daam.train", "text", "--data", str(ROOT / "tests/data/rt_fixture.csv"),
+        [sys.executable, "-m", "daam.train", "text", "--builtin-data", str(ROOT / "tests/data/rt_fixture.csv"),
          "--out", str(out), "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -24,7 +24,7 @@ def read_idx(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST's idx files: (n, 28, 28) uint8 images and (n,) uint8 labels."""
     images, labels = root / f"{part}-images-idx3-ubyte.gz", root / f"{part}-labels-idx1-ubyte.gz"
     if not images.is_file():
-        raise DataError(f"Fashion-MNIST not found in {root}: `apt-get install dataset-fashion-mnist`, or pass --data DIR")
+        raise DataError(f"Fashion-MNIST not found in {root}: `apt-get install dataset-fashion-mnist`, or pass --builtin-data DIR")
     with gzip.open(images) as f:
         pixels = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(labels) as f:
@@ -33,7 +33,7 @@ def read_idx(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def task(args):
-    root = Path(args.data or ROOT)
+    root = Path(args.builtin_data or ROOT)
     train_images, train_labels = read_idx(root, "train")
     test_images, test_labels = read_idx(root, "t10k")
     # A stratified subset of the official training images (to stay in the time budget), split train/val;

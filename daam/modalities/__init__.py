@@ -39,8 +39,13 @@ class Modality:
 
     def resolve(self, role: str) -> Any:
         """The object an entry names: resolve("encoder") -> the encoder class."""
-        module, _, attribute = getattr(self, role).partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return resolve(getattr(self, role))
+
+
+def resolve(name: str) -> Any:
+    """The object a "module:attribute" string names, imported on use."""
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 # DAAM over a learned score per head, its gates the pooling weights, densities starting on both tails: chosen on

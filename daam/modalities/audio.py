@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..encoders import Encoded
+from ..encoders import Encoded, local_model
 from ..explanation import AudioExtras
 from ..audio import HOP, SAMPLE_RATE, WINDOW_S
 from ..data.spoken_letters import SPEAKER_PERTURBATION
@@ -128,6 +128,7 @@ class AudioCase:
 def build(args) -> tuple[SpeechEncoder, dict]:
     """Whisper tiny.en's encoder: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
     command line and the registry entry: daam.cli.daam_config)."""
+    local_model(args.encoder, "audio", builtin=SpeechEncoder.name)  # only the built-in, for now
     encoder = SpeechEncoder()
     return encoder, dict(layer_names=encoder.layer_names, dim=encoder.dim,
                          preprocessing={"function": "daam.audio.prepare_audio", "sample_rate": SAMPLE_RATE,

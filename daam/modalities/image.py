@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..encoders import Encoded
+from ..encoders import Encoded, local_model
 from ..explanation import ImageExtras
 from ..faithfulness import IG_STEPS
 from ..images import BOTTLENECK, MODEL_SIZE, prepare_image
@@ -164,6 +164,7 @@ class ImageCase:
 def build(args) -> tuple[ImageEncoder, dict]:
     """EfficientNet-Lite0 and a learned 1x1 projection of each stage to args.dim: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
     command line and the registry entry: daam.cli.daam_config)."""
+    local_model(args.encoder, "image", builtin=ImageEncoder.name)  # only the built-in, for now
     encoder = ImageEncoder()
     return encoder, dict(
         layer_names=encoder.layer_names, dim=args.dim,

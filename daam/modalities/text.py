@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..encoders import Encoded
+from ..encoders import Encoded, local_model
 from ..errors import InputError
 from ..faithfulness import IG_STEPS
 from ..model import DAAMConfig
@@ -126,12 +126,15 @@ class TextCase:
 
 
 def build(args) -> tuple[TextEncoder, dict]:
-    """MiniLM: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
-    command line and the registry entry: daam.cli.daam_config)."""
-    encoder = TextEncoder(max_length=args.max_length)
+    """MiniLM, or the local Hugging Face text model of --encoder DIR: the encoder of a training run, and the
+    DAAMConfig fields it decides (the rest comes from the command line and the registry entry: daam.cli.daam_config)."""
+    directory = local_model(args.encoder, "text", builtin=TextEncoder.name)
+    encoder = TextEncoder(path=directory, max_length=args.max_length)
+    rebuild = {"name": encoder.name, "kwargs": {}} if directory is None else {
+        "name": f"{directory} ({encoder.model.config.model_type})", "kwargs": {"path": directory}}
     # Training snippets are cut to args.max_length; inference keeps the encoder's own limit.
-    return encoder, dict(layer_names=encoder.layer_names, dim=encoder.dim,
-                         preprocessing={"tokenizer": encoder.name,
+    return encoder, dict(layer_names=encoder.layer_names, dim=encoder.dim, encoder=rebuild,
+                         preprocessing={"tokenizer": rebuild["name"],
                                         "max_length": encoder.model.config.max_position_embeddings,
                                         "train_max_length": args.max_length})
 

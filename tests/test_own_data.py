@@ -1,0 +1,204 @@
+"""Your own data and encoder: python -m daam.train --data PATH [--encoder DIR] --out DIR (daam.data.files)."""
+
+import argparse
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from daam import load_pretrained
+from daam.data import check
+from daam.data.files import infer_modality, task
+from daam.errors import DataError
+from daam.train import main as train
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "good great fine bad awful dull film plot acting the a was and very not".split()
+
+
+def tiny_bert(directory: Path) -> Path:
+    """A 2-layer, 32-wide random BERT and its word-level tokenizer, saved as a Hugging Face model directory."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS)}
+    BertTokenizerFast(vocab=vocab).save_pretrained(directory)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(directory)
+    return directory
+
+
+def reviews(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        label = "pos" if i % 2 == 0 else "neg"
+        adjective = rng.choice(["good", "great", "fine"] if label == "pos" else ["bad", "awful", "dull"])
+        rows.append((f"the {rng.choice(['film', 'plot', 'acting'])} was very {adjective}", label))
+    return rows
+
+
+def write_csv(path: Path, header: list[str], rows: list, delimiter: str = ",") -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def files_args(data: Path, modality: str = "text", **options) -> argparse.Namespace:
+    defaults = dict(data=str(data), modality=modality, text_column="text", label_column="label", label_names=None,
+                    max_length=64)
+    return argparse.Namespace(**(defaults | options))
+
+
+@pytest.mark.slow
+def test_a_csv_and_a_local_bert_become_a_checkpoint_that_explains(tmp_path):
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(400) + [("", "pos"), ("  ", "neg")])
+    bert = tiny_bert(tmp_path / "bert")
+    out = tmp_path / "ckpt"
+    train(["--data", str(data), "--encoder", str(bert), "--out", str(out), "--seeds", "2", "--epochs", "10"])
+    assert {"model.safetensors", "config.json", "metrics.json", "training_curves.json", "README.md"} <= {
+        p.name for p in out.iterdir()}
+    assert not list(tmp_path.glob(".ckpt.partial-*"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    d = metrics["data"]
+    assert (d["examples"], d["found"], d["class_balance"]) == (400, 402, {"neg": 200, "pos": 200})
+    assert d["skipped"]["reasons"] == {"empty text": 2} and metrics["labels"] == ["neg", "pos"]
+    assert set(metrics["results"]) == {"daam", "mean_pool_probe", "attention_pool"}
+    assert metrics["results"]["daam"]["test_accuracy"]["mean"] > 0.8  # the adjective decides; chance is 0.5
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoder"]["kwargs"] == {"path": str(bert.resolve())} and config["labels"] == ["neg", "pos"]
+    card = (out / "README.md").read_text()
+    assert str(data.resolve()) in card and "neg 200, pos 200" in card and "2 of 402 items were skipped" in card
+    model = load_pretrained(out)  # the encoder is rebuilt from the directory config.json names
+    e = model.explain("the film was very awful")
+    assert e.labels == ["neg", "pos"] and e.position_labels == ["[CLS]", "the", "film", "was", "very", "awful", "[SEP]"]
+
+
+def test_table_formats_columns_splits_and_label_names(tmp_path):
+    rows = reviews(40)
+    tsv = write_csv(tmp_path / "r.tsv", ["review", "y"], rows, delimiter="\t")
+    t = task(files_args(tsv, text_column="review", label_column="y"))
+    assert (t.labels, len(t.inputs), t.provenance["split"]["source"]) == (["neg", "pos"], 40, "stratified")
+    assert sorted(len(v) for v in t.split.values()) == [4, 4, 32]
+
+    split = ["train"] * 30 + ["validation"] * 4 + ["test"] * 6
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": x, "label": int(y == "pos"), "split": s}) + "\n"
+                             for (x, y), s in zip(rows, split)))
+    t = task(files_args(jsonl, label_names="negative,positive"))
+    assert t.labels == ["negative", "positive"] and t.targets[:2] == [1, 0]
+    assert (t.split["train"], t.split["val"], t.split["test"]) == (list(range(30)), list(range(30, 34)), list(range(34, 40)))
+    assert t.provenance["split"]["source"] == "the data's own"
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    import pandas as pd
+
+    pd.DataFrame(rows[:32], columns=["text", "label"]).to_parquet(folder / "train.parquet")
+    pd.DataFrame(rows[32:], columns=["text", "label"]).to_parquet(folder / "test.parquet")
+    t = task(files_args(folder))
+    assert len(t.split["test"]) == 8 and len(t.split["train"]) + len(t.split["val"]) == 32 and t.split["val"]
+    assert {t.targets[i] for i in t.split["val"]} == {0, 1}  # validation carved from training, stratified
+    check(t)
+    assert infer_modality(tsv) == infer_modality(folder) == "text"
+
+
+def test_bad_tables_say_what_is_wrong(tmp_path):
+    with pytest.raises(DataError, match="no 'text' column; its columns: review, label"):
+        task(files_args(write_csv(tmp_path / "a.csv", ["review", "label"], reviews(10))))
+    with pytest.raises(DataError, match="b.csv: no rows"):
+        task(files_args(write_csv(tmp_path / "b.csv", ["text", "label"], [])))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty.csv: no rows"):
+        task(files_args(tmp_path / "empty.csv"))
+    with pytest.raises(DataError, match="no usable examples"):
+        task(files_args(write_csv(tmp_path / "g.csv", ["text", "label"], [("", "a"), (" ", "b")])))
+    one_class = task(files_args(write_csv(tmp_path / "c.csv", ["text", "label"], [(x, "pos") for x, _ in reviews(20)])))
+    with pytest.raises(DataError, match="two classes or more"):
+        check(one_class)
+    with pytest.raises(DataError, match=r"too few examples of 'meh' \(1\) to put one in each"):
+        task(files_args(write_csv(tmp_path / "d.csv", ["text", "label"], reviews(30) + [("the plot", "meh")])))
+    with pytest.raises(DataError, match="labels 7 are neither"):
+        task(files_args(write_csv(tmp_path / "e.csv", ["text", "label"], [("x", 0), ("y", 7)]), label_names="a,b"))
+    with pytest.raises(DataError, match="not a table"):
+        infer_modality(write_csv(tmp_path / "f.txt", ["text"], []))
+
+
+def test_the_command_line_stops_on_bad_data_and_a_bad_encoder_with_a_message_and_writes_nothing(tmp_path, capsys):
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(40))
+    (tmp_path / "not-a-model").mkdir()
+    vit = tmp_path / "vit"
+    from transformers import ViTConfig
+
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+              image_size=32, patch_size=16).save_pretrained(vit)
+    cases = {
+        ("--data", str(tmp_path / "missing.csv")): "no such file or directory",
+        ("--data", str(data), "--label-column", "stars"): "no 'stars' column; its columns: text, label",
+        ("--data", str(data), "--encoder", str(tmp_path / "not-a-model")): "no config.json",
+        ("--data", str(data), "--encoder", str(vit)): "a vit model is a image model; the data is text",
+        ("--data", str(data), "--encoder", "no-such-encoder"): "neither the built-in text encoder",
+        ("--data", str(data), "--modality", "image"): "no class folders",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as stop:
+            train([*argv, "--out", str(tmp_path / "out")])
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        train(["--out", str(tmp_path / "out")])
+    assert "name a built-in dataset" in capsys.readouterr().err
+
+
+def test_an_image_folder_skips_and_counts_unreadable_pictures_and_stops_when_too_many(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("circle", "square"):
+        (tmp_path / "pics" / label).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "pics" / label / f"{i}.png")
+    (tmp_path / "pics" / "square" / "broken.png").write_bytes(b"\x89PNG not really")
+    path = tmp_path / "pics"
+    assert infer_modality(path) == "image"
+    t = task(files_args(path, "image"))
+    assert (t.labels, len(t.inputs)) == (["circle", "square"], 60)
+    assert t.provenance["skipped"]["items"] == [{"item": "square/broken.png", "reason": "unreadable (UnidentifiedImageError)"}]
+    for i in range(4):
+        (tmp_path / "pics" / "circle" / f"bad{i}.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="5 of 65 files could not be read"):
+        task(files_args(path, "image"))
+
+
+def test_an_audio_folder_with_split_folders(tmp_path):
+    import soundfile
+
+    for split, count in (("train", 8), ("test", 3)):
+        for label in ("yes", "no"):
+            folder = tmp_path / "clips" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                soundfile.write(folder / f"{i}.flac", np.zeros(800 * (i + 1)), 8000 if i % 2 else 22050)
+    (tmp_path / "clips" / "train" / "no" / "x.wav").write_bytes(b"RIFF")
+    path = tmp_path / "clips"
+    assert infer_modality(path) == "audio"
+    t = task(files_args(path, "audio"))
+    assert t.labels == ["no", "yes"] and len(t.split["test"]) == 6 and len(t.split["train"]) + len(t.split["val"]) == 16
+    assert t.provenance["skipped"]["count"] == 1 and t.provenance["split"]["validation"]
+
+
+def test_the_shipped_example_dataset_is_what_its_script_makes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_reviews", ROOT / "examples" / "data" / "make_reviews.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open(ROOT / "examples" / "data" / "reviews.csv", newline="") as f:
+        assert [tuple(r) for r in csv.reader(f)][1:] == module.reviews()
