@@ -1,19 +1,20 @@
 """DAAM Lens: a Gradio app that shows what Density Adaptive Attention does with your input.
 
-    python app.py            # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
+    python app.py                                  # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)
+    python app.py --checkpoint my-reviews [...]    # your own checkpoints instead of the shipped three
 
-Thin glue: it assembles the tabs of ui/ (one per loaded checkpoint's modality, daam.modalities; then Compare,
+Thin glue: it assembles the tabs of ui/ (one per served checkpoint, ui.serving; then Compare,
 Playground and Models) and serves them. Checkpoints load on first use (`main()` loads them before serving), so
 importing this module is cheap."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 
 import gradio as gr
 
-from daam.modalities import MODALITIES
 from ui import serving
 from ui.compare_tab import compare_tab
 from ui.explain_tab import modality_tab
@@ -29,8 +30,8 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="DAAM Lens") as demo:
         gr.Markdown("# DAAM Lens\nSee what **Density Adaptive Attention** does with your input: each head gates "
                     "every feature by a learned mixture of Gaussians of its z-score.")
-        for name, entry in MODALITIES.items():
-            with gr.Tab(entry.title):
+        for name, checkpoint in serving.served().items():
+            with gr.Tab(checkpoint.title):
                 if name in models:
                     modality_tab(name, examples_of(name))
                 else:
@@ -42,14 +43,26 @@ def build() -> gr.Blocks:
         with gr.Tab("Models"):
             models_tab(models, missing)
         demo.load(playground, [mode, *sliders], outputs, api_visibility="private")
-        for name, entry in MODALITIES.items():  # text endpoints take a string; file ones are wired in their tabs
-            if entry.input_kind == "text":
+        for name in serving.served():  # text endpoints take a string; file ones are wired in their tabs
+            if serving.entry(name).input_kind == "text":
                 for verb in serving.ENDPOINTS:
                     gr.api(serving.endpoint(verb, name), api_name=f"{verb}_{name}")
     return demo
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", action="append", metavar="DIR",
+                        help="serve this checkpoint (repeat for more) instead of the shipped three; "
+                             "DAAM_CHECKPOINTS=DIR:DIR2 does the same")
+    args = parser.parse_args(argv)
+    chosen = args.checkpoint or [d for d in os.environ.get("DAAM_CHECKPOINTS", "").split(os.pathsep) if d]
+    if chosen:
+        try:
+            serving.serve(chosen)
+        except ValueError as error:
+            parser.exit(2, f"{parser.prog}: {error}\n")
     logging.basicConfig(level=logging.INFO)
     demo = build()
     demo.queue(default_concurrency_limit=2, max_size=64)

@@ -33,13 +33,15 @@ def tiny_bert(directory: Path) -> Path:
 
 
 def reviews(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Distinct sentences, alternately pos and neg, whose adjectives decide the label (up to 324 of them)."""
+    nouns, adjectives = ["film", "plot", "acting"], {"pos": ["good", "great", "fine"], "neg": ["bad", "awful", "dull"]}
+    pools = {label: [f"the {n1} was {a1} and the {n2} was {very} {a2}" for n1 in nouns for a1 in words
+                     for n2 in nouns for a2 in words for very in ("very", "a")]
+             for label, words in adjectives.items()}
     rng = random.Random(seed)
-    rows = []
-    for i in range(count):
-        label = "pos" if i % 2 == 0 else "neg"
-        adjective = rng.choice(["good", "great", "fine"] if label == "pos" else ["bad", "awful", "dull"])
-        rows.append((f"the {rng.choice(['film', 'plot', 'acting'])} was very {adjective}", label))
-    return rows
+    for pool in pools.values():
+        rng.shuffle(pool)
+    return [(pools[label][i // 2], label) for i in range(count) for label in ["pos" if i % 2 == 0 else "neg"]]
 
 
 def write_csv(path: Path, header: list[str], rows: list, delimiter: str = ",") -> Path:
@@ -58,7 +60,7 @@ def files_args(data: Path, modality: str = "text", **options) -> argparse.Namesp
 
 @pytest.mark.slow
 def test_a_csv_and_a_local_bert_become_a_checkpoint_that_explains(tmp_path):
-    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(400) + [("", "pos"), ("  ", "neg")])
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(300) + [("", "pos"), ("  ", "neg")])
     bert = tiny_bert(tmp_path / "bert")
     out = tmp_path / "ckpt"
     train(["--data", str(data), "--encoder", str(bert), "--out", str(out), "--seeds", "2", "--epochs", "10"])
@@ -67,14 +69,14 @@ def test_a_csv_and_a_local_bert_become_a_checkpoint_that_explains(tmp_path):
     assert not list(tmp_path.glob(".ckpt.partial-*"))
     metrics = json.loads((out / "metrics.json").read_text())
     d = metrics["data"]
-    assert (d["examples"], d["found"], d["class_balance"]) == (400, 402, {"neg": 200, "pos": 200})
+    assert (d["examples"], d["found"], d["class_balance"]) == (300, 302, {"neg": 150, "pos": 150})
     assert d["skipped"]["reasons"] == {"empty text": 2} and metrics["labels"] == ["neg", "pos"]
     assert set(metrics["results"]) == {"daam", "mean_pool_probe", "attention_pool"}
     assert metrics["results"]["daam"]["test_accuracy"]["mean"] > 0.8  # the adjective decides; chance is 0.5
     config = json.loads((out / "config.json").read_text())
     assert config["encoder"]["kwargs"] == {"path": str(bert.resolve())} and config["labels"] == ["neg", "pos"]
     card = (out / "README.md").read_text()
-    assert str(data.resolve()) in card and "neg 200, pos 200" in card and "2 of 402 items were skipped" in card
+    assert str(data.resolve()) in card and "neg 150, pos 150" in card and "2 of 302 items were skipped" in card
     model = load_pretrained(out)  # the encoder is rebuilt from the directory config.json names
     e = model.explain("the film was very awful")
     assert e.labels == ["neg", "pos"] and e.position_labels == ["[CLS]", "the", "film", "was", "very", "awful", "[SEP]"]
@@ -124,6 +126,9 @@ def test_bad_tables_say_what_is_wrong(tmp_path):
         check(one_class)
     with pytest.raises(DataError, match=r"too few examples of 'meh' \(1\) to put one in each"):
         task(files_args(write_csv(tmp_path / "d.csv", ["text", "label"], reviews(30) + [("the plot", "meh")])))
+    duplicated = task(files_args(write_csv(tmp_path / "h.csv", ["text", "label"], reviews(30) + reviews(30)[:5])))
+    assert len(duplicated.inputs) == len(set(x for x, _ in reviews(30)))
+    assert duplicated.provenance["skipped"]["reasons"]["duplicate text"] >= 5
     with pytest.raises(DataError, match="labels 7 are neither"):
         task(files_args(write_csv(tmp_path / "e.csv", ["text", "label"], [("x", 0), ("y", 7)]), label_names="a,b"))
     with pytest.raises(DataError, match="not a table"):
@@ -202,3 +207,30 @@ def test_the_shipped_example_dataset_is_what_its_script_makes():
     spec.loader.exec_module(module)
     with open(ROOT / "examples" / "data" / "reviews.csv", newline="") as f:
         assert [tuple(r) for r in csv.reader(f)][1:] == module.reviews()
+
+
+@pytest.mark.slow
+def test_the_app_serves_a_users_checkpoint_with_its_title_examples_and_endpoint(tmp_path, monkeypatch):
+    import app
+    from ui import inputs, playground_tab, serving
+
+    out = tmp_path / "My Reviews"
+    train(["--data", str(ROOT / "examples" / "data" / "reviews.csv"), "--out", str(out), "--quick"])
+    with pytest.raises(SystemExit):  # not a checkpoint: a message, status 2, nothing served
+        app.main(["--checkpoint", str(tmp_path)])
+    monkeypatch.setattr(serving, "_chosen", None)  # restored after the test: the shipped checkpoints again
+    caches = (serving.loaded, playground_tab.playground_heads)
+    try:
+        serving.serve([str(out)])
+        assert list(serving.served()) == ["my_reviews"]
+        config = app.build().get_config_file()
+        tabs = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
+        assert "reviews" in tabs and "reviews checkpoint" in tabs and "Text" not in tabs  # the card's title
+        assert "explain_my_reviews" in {d.get("api_name") for d in config["dependencies"]}
+        examples = inputs.examples_of("my_reviews")  # from its test split: no examples ship with it
+        assert len(examples) == 6 and all(text for text, _ in examples)
+        answer = serving.endpoint("explain", "my_reviews")("The kettle broke after a week.")
+        assert answer["labels"] == ["negative", "positive"] and answer["modality"] == "text"
+    finally:
+        for cache in caches:
+            cache.cache_clear()

@@ -7,7 +7,6 @@ import gradio as gr
 
 import viz
 from daam.compare import load_comparison
-from daam.modalities import MODALITIES
 
 from . import serving
 from .inputs import api_input, asked, examples_of, input_widget
@@ -55,12 +54,12 @@ def compare_tab(models: dict, missing: dict) -> None:
     gr.Markdown("DAAM beside other attention and pooling mechanisms trained in its place on the same frozen "
                 "features: accuracy, cost, convergence, and where each one looks on your own input.")
     with gr.Tabs():
-        for name, entry in MODALITIES.items():
-            with gr.Tab(entry.title, elem_id=f"compare-{name}"):
-                comparison = load_comparison(serving.CHECKPOINTS / name) if name in models else None
+        for name, checkpoint in serving.served().items():
+            with gr.Tab(checkpoint.title, elem_id=f"compare-{name}"):
+                comparison = load_comparison(checkpoint.directory) if name in models else None
                 if comparison is None:
                     gr.Markdown(missing.get(name) or f"No comparison for this checkpoint yet: "
-                                f"`python -m daam.compare {name}` makes one.")
+                                f"`python -m daam.compare --checkpoint {checkpoint.directory}` makes one.")
                     continue
                 gr.Markdown(_comparison_summary(comparison))
                 gr.Dataframe(_comparison_rows(comparison), interactive=False,
@@ -75,7 +74,7 @@ def compare_tab(models: dict, missing: dict) -> None:
 
 def _compare_input(name: str) -> None:
     """The per-input comparison: one input, every mechanism's prediction and weights on one scale."""
-    kind = MODALITIES[name].input_kind
+    kind = serving.entry(name).input_kind
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=320):
             source, _ = input_widget(name, compare=True)

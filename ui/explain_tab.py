@@ -67,7 +67,7 @@ def export(explanation: dict | None):
 
 def _result_views(name: str) -> dict[str, gr.components.Component]:
     """What every modality tab shows, keyed like viz.explanation_figures' figures."""
-    entry = MODALITIES[name]
+    entry = serving.entry(name)
     tokens = entry.input_kind == "text"
     relevance = bool(entry.case)  # shown as the main view where the deletion test checks it
     views = {"summary": gr.Markdown(elem_id=f"{name}-summary"), "prediction": gr.Plot(label="Prediction")}
@@ -95,7 +95,7 @@ def _render(views: dict, e: Explanation, head_choice: str | None, normalise: boo
 
 def modality_tab(name: str, examples: list[tuple]) -> None:
     """A modality's tab: its input, Explain, examples, the figures, and export."""
-    kind = MODALITIES[name].input_kind
+    kind = serving.entry(name).input_kind
     explanation = gr.State(None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=320):
@@ -152,7 +152,7 @@ def modality_tab(name: str, examples: list[tuple]) -> None:
     gr.on(asked(button, source), show, [source, head, normalise], outputs, api_visibility="private")
     gr.on([head.change, normalise.change], rerender, [explanation, head, normalise], list(views.values()),
           api_visibility="private", trigger_mode="always_last")
-    if MODALITIES[name].case:
+    if serving.entry(name).case:
         _trust_panel(name, source)
     with gr.Row():
         export_button = gr.Button("Export JSON and figures")
@@ -179,7 +179,7 @@ def _trust_verdict(result: dict) -> str:
 
 def _trust_panel(name: str, source) -> None:
     """"Can I trust this?": the deletion test on the current input, on demand."""
-    what = "sentence" if MODALITIES[name].input_kind == "text" else MODALITIES[name].input_kind
+    what = "sentence" if serving.entry(name).input_kind == "text" else serving.entry(name).input_kind
     with gr.Accordion(f"Can I trust this? Run the deletion test on this {what}", open=False):
         button = gr.Button("Run the deletion test", elem_id=f"{name}-trust")
         verdict = gr.Markdown(elem_id=f"{name}-trust-verdict")
@@ -188,7 +188,7 @@ def _trust_panel(name: str, source) -> None:
     @serving.user_errors
     def run(value, progress=gr.Progress()) -> dict:
         progress(0.2, desc="removing parts of the input and re-running the model")
-        result = deletion_check(serving.model_for(name), serving.check_input(MODALITIES[name].input_kind, value))
+        result = deletion_check(serving.model_for(name), serving.check_input(serving.entry(name).input_kind, value))
         return {verdict: _trust_verdict(result),
                 plot: viz.deletion_check(result["fractions"], result["relevance"], result["random"], unit=result["unit"])}
 

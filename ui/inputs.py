@@ -7,7 +7,6 @@ from pathlib import Path
 import gradio as gr
 
 from daam.audio import MAX_SECONDS, WINDOW_S
-from daam.modalities import MODALITIES
 
 from . import serving
 
@@ -34,7 +33,7 @@ class UploadedImage(gr.Image):
 def input_widget(name: str, compare: bool = False):
     """The input widget of a modality's input kind, and the widgets that show what the model saw (None in the
     Compare tab, whose widgets are named compare-<modality>-...)."""
-    kind = MODALITIES[name].input_kind
+    kind = serving.entry(name).input_kind
     if compare:
         elem_id = f"compare-{name}-input"
         if kind == "text":
@@ -49,22 +48,24 @@ def input_widget(name: str, compare: bool = False):
                           max_length=serving.MAX_TEXT_CHARS, elem_id=f"{name}-input",
                           placeholder="A warm, funny and beautifully acted film."), None
     if kind == "image":
-        gr.Markdown("One garment, ideally on a plain background. Photos (dark on light) are inverted, "
-                    "cropped and centred to look like Fashion-MNIST: *what the model sees* shows the result.")
+        if serving.is_shipped(name):
+            gr.Markdown("One garment, ideally on a plain background. Photos (dark on light) are inverted, "
+                        "cropped and centred to look like Fashion-MNIST: *what the model sees* shows the result.")
         with gr.Row():
             image = UploadedImage(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
                                   label="Image", elem_id=f"{name}-input", height=300)
             seen = gr.Image(label="What the model sees", interactive=False, height=300, elem_id=f"{name}-seen")
         return image, seen
-    gr.Markdown(f"Say one English letter name (A–Z). Silence around the speech is trimmed; speech longer "
-                f"than {WINDOW_S:g} s is cut to its loudest {WINDOW_S:g} s; clips up to "
-                f"{MAX_SECONDS / 60:.0f} minutes are accepted.")
+    if serving.is_shipped(name):
+        gr.Markdown(f"Say one English letter name (A–Z). Silence around the speech is trimmed; speech longer "
+                    f"than {WINDOW_S:g} s is cut to its loudest {WINDOW_S:g} s; clips up to "
+                    f"{MAX_SECONDS / 60:.0f} minutes are accepted.")
     return gr.Audio(type="filepath", sources=["upload", "microphone"], label="Clip", elem_id=f"{name}-input"), None
 
 
 def api_input(name: str):
     """A hidden input for the named file endpoint, so Gradio's upload checks apply to API calls too."""
-    kind = MODALITIES[name].input_kind
+    kind = serving.entry(name).input_kind
     return (UploadedImage(type="filepath", image_mode=None, visible=False) if kind == "image"
             else gr.Audio(type="filepath", visible=False))
 
@@ -76,9 +77,10 @@ def asked(button: gr.Button, source) -> list:
 
 def examples_of(name: str) -> list[tuple[str, str]]:
     """(input, button label) pairs: the sentences themselves; for files, what they are and the expected answer."""
+    from daam.data.files import test_examples
     from daam.examples import example_inputs, example_label
 
-    inputs = example_inputs(name)
-    if MODALITIES[name].input_kind == "text":
+    inputs = example_inputs(name) if serving.is_shipped(name) else test_examples(serving.served()[name].directory)
+    if serving.entry(name).input_kind == "text":
         return [(text, text) for text in inputs]
     return [(path, example_label(Path(path))) for path in inputs]

@@ -9,7 +9,6 @@ import gradio as gr
 from huggingface_hub import ModelCard
 
 import viz
-from daam.modalities import MODALITIES
 
 from . import serving
 
@@ -25,12 +24,12 @@ def card_parts(path: Path) -> tuple[str, str]:
 
 def models_tab(models: dict, missing: dict) -> None:
     with gr.Tabs():
-        for name, entry in MODALITIES.items():
-            with gr.Tab(f"{entry.title} checkpoint"):
+        for name, checkpoint in serving.served().items():
+            with gr.Tab(f"{checkpoint.title} checkpoint"):
                 if name not in models:
                     gr.Markdown(missing[name])
                     continue
-                directory = serving.CHECKPOINTS / name
+                directory = checkpoint.directory
                 summary, details = card_parts(directory / "README.md")
                 gr.Markdown(summary)
                 if details:

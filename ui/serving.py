@@ -1,6 +1,10 @@
-"""What every tab of the app shares: the loaded checkpoints, how a request runs (on a worker thread, with a
-time limit, its errors turned into messages for the visitor), and the named endpoints /explain_<name> and
-/compare_<name>, one pair per modality of the registry."""
+"""What every tab of the app shares: the checkpoints it serves and their models, how a request runs (on a worker
+thread, with a time limit, its errors turned into messages for the visitor), and the named endpoints
+/explain_<name> and /compare_<name>, one pair per served checkpoint.
+
+By default the app serves the shipped checkpoints, checkpoints/<modality>/ for each modality of the registry;
+`python app.py --checkpoint DIR ...` (or DAAM_CHECKPOINTS=DIR:DIR2) serves those instead, each named after its
+directory and titled by its card."""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import json
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +25,7 @@ import torch
 from daam import InputError, load_pretrained
 from daam.compare import compare_input, load_mechanisms
 from daam.explanation import Explanation
-from daam.modalities import MODALITIES
+from daam.modalities import MODALITIES, Modality
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
@@ -38,15 +45,80 @@ except ImportError:
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def load_checkpoints(root: Path, device: str = "cpu") -> tuple[dict, dict[str, str]]:
-    """Every checkpoint under root/<modality>/: (models by modality, a message for each one that is missing)."""
-    models, missing = {}, {}
-    for name in MODALITIES:
-        directory = Path(root) / name
+@dataclass(frozen=True)
+class Served:
+    """A checkpoint the app serves: its directory, its modality (a name in the registry) and its tab's title."""
+
+    directory: Path
+    modality: str
+    title: str
+
+
+def shipped() -> dict[str, Served]:
+    """CHECKPOINTS/<modality>/ for every modality of the registry, named and titled by it."""
+    return {name: Served(CHECKPOINTS / name, name, entry.title) for name, entry in MODALITIES.items()}
+
+
+def from_directories(directories: list[str]) -> dict[str, Served]:
+    """The checkpoints in these directories, each named after its directory (made unique, [a-z0-9_]) and titled by
+    its card; a ValueError naming any that is not a checkpoint."""
+    out: dict[str, Served] = {}
+    for raw in directories:
+        directory = Path(raw).expanduser().resolve()
         try:
-            models[name] = load_pretrained(directory, device=device)
+            modality = json.loads((directory / "config.json").read_text())["modality"]
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{raw}: not a DAAM checkpoint (its config.json does not name a modality: {error})") from None
+        if modality not in MODALITIES:
+            raise ValueError(f"{raw}: a checkpoint of the {modality!r} modality, which this app does not know")
+        base = re.sub(r"[^a-z0-9]+", "_", directory.name.lower()).strip("_") or "checkpoint"
+        name = base if base not in out else f"{base}_{sum(n.startswith(base) for n in out) + 1}"
+        out[name] = Served(directory, modality, card_title(directory) or directory.name)
+    return out
+
+
+def card_title(directory: Path) -> str | None:
+    """The title a training run gave the card ("# DAAM text checkpoint: <title>"), if it has one."""
+    card = directory / "README.md"
+    lines = card.read_text().splitlines() if card.is_file() else []
+    return next((line.split(": ", 1)[1].strip() for line in lines if line.startswith("# ") and ": " in line), None)
+
+
+_chosen: dict[str, Served] | None = None  # serve(): python app.py --checkpoint DIR, before the app is built
+
+
+def serve(directories: list[str]) -> None:
+    """Serve the checkpoints in these directories instead of the shipped ones (before the app is built)."""
+    global _chosen
+    _chosen = from_directories(directories)
+    loaded.cache_clear()
+
+
+def served() -> dict[str, Served]:
+    """The checkpoints the app serves, by name: those chosen with serve(), or the shipped ones of every modality
+    registered now."""
+    return _chosen if _chosen is not None else shipped()
+
+
+def is_shipped(name: str) -> bool:
+    """Whether a served checkpoint is the shipped one of its modality (whose examples and hints the app has)."""
+    return served()[name].directory == CHECKPOINTS / name
+
+
+def entry(name: str) -> Modality:
+    """The registry entry of a served checkpoint's modality."""
+    return MODALITIES[served()[name].modality]
+
+
+def load_checkpoints(served: dict[str, Served], device: str = "cpu") -> tuple[dict, dict[str, str]]:
+    """Every served checkpoint: (models by name, a message for each one that is missing)."""
+    models, missing = {}, {}
+    for name, checkpoint in served.items():
+        try:
+            models[name] = load_pretrained(checkpoint.directory, device=device)
         except FileNotFoundError:
-            missing[name] = f"No {name} checkpoint is installed yet (expected checkpoints/{name}/model.safetensors)."
+            missing[name] = (f"No {name} checkpoint is installed yet (expected "
+                             f"{checkpoint.directory.relative_to(ROOT) if checkpoint.directory.is_relative_to(ROOT) else checkpoint.directory}/model.safetensors).")
         except (ValueError, OSError, KeyError, TypeError, RuntimeError) as error:  # a broken checkpoint
             log.warning("the %s checkpoint could not be loaded: %s", name, error)
             missing[name] = f"The {name} checkpoint could not be loaded: {error}"
@@ -56,17 +128,17 @@ def load_checkpoints(root: Path, device: str = "cpu") -> tuple[dict, dict[str, s
 @functools.cache
 def loaded() -> tuple[dict, dict[str, str]]:
     """The checkpoints, loaded once, each with its frozen encoder built (not during the first request)."""
-    models, missing = load_checkpoints(CHECKPOINTS, device=DEVICE)
+    models, missing = load_checkpoints(served(), device=DEVICE)
     for model in models.values():
         model.encoder
     return models, missing
 
 
-def model_for(modality: str):
+def model_for(name: str):
     models, missing = loaded()
-    if modality not in models:
-        raise InputError(missing.get(modality, f"No {modality} model."))
-    return models[modality]
+    if name not in models:
+        raise InputError(missing.get(name, f"No {name} model."))
+    return models[name]
 
 
 def user_errors(fn):
@@ -109,26 +181,26 @@ def check_input(kind: str, value):
 
 
 @gpu
-def explain(modality: str, value) -> Explanation:
-    model = model_for(modality)  # a missing checkpoint is the first thing to say
-    return model.explain(check_input(MODALITIES[modality].input_kind, value))
+def explain(name: str, value) -> Explanation:
+    model = model_for(name)  # a missing checkpoint is the first thing to say
+    return model.explain(check_input(entry(name).input_kind, value))
 
 
 @functools.cache
-def _mechanisms(modality: str) -> dict:
-    """DAAM and the comparison's trained heads for a modality, loaded on first use (small files)."""
-    mechanisms = load_mechanisms(CHECKPOINTS / modality, model_for(modality))
+def _mechanisms(name: str) -> dict:
+    """DAAM and the comparison's trained heads for a checkpoint, loaded on first use (small files)."""
+    mechanisms = load_mechanisms(served()[name].directory, model_for(name))
     if len(mechanisms) < 2:
-        raise InputError(f"No comparison is installed for the {modality} checkpoint yet "
-                         f"(python -m daam.compare {modality} makes one).")
+        raise InputError(f"No comparison is installed for the {name} checkpoint yet "
+                         f"(python -m daam.compare --checkpoint {served()[name].directory} makes one).")
     return mechanisms
 
 
 @gpu
-def _compare(modality: str, value) -> dict:
-    model_for(modality)  # a missing checkpoint is the first thing to say
-    value = check_input(MODALITIES[modality].input_kind, value)
-    return compare_input(_mechanisms(modality), value) | {"modality": modality}
+def _compare(name: str, value) -> dict:
+    model_for(name)  # a missing checkpoint is the first thing to say
+    value = check_input(entry(name).input_kind, value)
+    return compare_input(_mechanisms(name), value) | {"modality": served()[name].modality}
 
 
 INPUT_NAMES = {"text": "a sentence", "image": "an image file (PNG, JPEG, GIF, WebP, BMP, TIFF)",
@@ -146,11 +218,11 @@ ENDPOINTS = {  # verb -> (what it does, its description with {input} and {name} 
 
 @functools.cache
 def endpoint(verb: str, name: str) -> Callable[[str], dict]:
-    """The named endpoint /<verb>_<name> of a modality (a verb in ENDPOINTS), made when the app is built, for the
-    modalities registered then: one parameter, called after its input kind (text, image or audio: what gr.api and
+    """The named endpoint /<verb>_<name> of a served checkpoint (a verb in ENDPOINTS), made when the app is built:
+    one parameter, called after its input kind (text, image or audio: what gr.api and
     gradio_client show), a string (the text, or an uploaded file's path)."""
     work, doc = ENDPOINTS[verb]
-    kind = MODALITIES[name].input_kind
+    kind = entry(name).input_kind
 
     def answer(value: str) -> dict:
         return work(name, value)

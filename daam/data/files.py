@@ -11,7 +11,7 @@ Text files and image folders are read by Hugging Face `datasets` (local files on
 here in the same layout: `datasets`' audiofolder needs torchcodec even to list paths, and clips are decoded by
 soundfile anyway. Labels: strings as they are, a ClassLabel's names, or integers named by --label-names. Splits: a
 `split` column or the files' / folders' own train / validation / test are honoured; otherwise a seeded stratified
-80/10/10 split. Unreadable rows, images and clips are skipped, counted and listed in metrics.json; more than
+80/10/10 split. A text seen before is kept once. Empty or unlabelled rows and unreadable images and clips are skipped, counted and listed in metrics.json; more than
 MAX_UNREADABLE of them stops the run."""
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def _text_rows(path: Path, args):
         raise DataError(f"{empty[0]}: no rows (an empty file)")
     options = {"delimiter": "\t"} if suffix == ".tsv" else {}
     table = _load(path, TEXT_FORMATS[suffix], data_files=files, **options)
-    rows, skipped = [], []
+    rows, skipped, seen = [], [], set()
     for split_name, part in table.items():
         missing = [c for c in (args.text_column, args.label_column) if c not in part.column_names]
         if missing:
@@ -196,7 +196,10 @@ def _text_rows(path: Path, args):
                 skipped.append({"item": where, "reason": "empty text"})
             elif label is None or (isinstance(label, str) and not label.strip()):
                 skipped.append({"item": where, "reason": "no label"})
+            elif text.strip() in seen:  # kept once: a copy in another split would be tested on what trained it
+                skipped.append({"item": where, "reason": "duplicate text"})
             else:
+                seen.add(text.strip())
                 rows.append((text.strip(), names[label] if names else label, _split_name(split)))
     return rows, skipped, suffix.lstrip(".")
 
@@ -263,7 +266,7 @@ def card_sections(metrics: dict, config) -> dict:
     how = (f"a stratified {split.get('fractions')} split with seed {split.get('seed')}" if split.get("source") == "stratified"
            else "the data's own split" + (f" ({split['validation']})" if split.get("validation") else ""))
     return dict(
-        title=Path(d["path"]).name, pipeline_tag=f"{config.modality}-classification" if config.modality != "audio"
+        title=Path(d["path"]).stem, pipeline_tag=f"{config.modality}-classification" if config.modality != "audio"
         else "audio-classification", tag="custom-data", goal=None,
         architecture=f"Density Adaptive Attention over a **frozen** `{config.encoder.get('name')}` encoder: DAAM across "
                      f"its {config.num_layers} hidden states",
@@ -275,3 +278,25 @@ def card_sections(metrics: dict, config) -> dict:
         reproduce=f"python -m daam.train --data {d['path']} --modality {config.modality} --out DIR",
         limitations="Trained on the data above only; accuracy and explanations say nothing of inputs unlike it. "
                     "Explanations describe what the model uses, not what is true of the input.")
+
+
+def test_examples(checkpoint: Path, count: int = 6) -> list:
+    """The first inputs of the test split of the files a checkpoint was trained on (its metrics.json names them),
+    as explain() takes them; empty for a checkpoint of a built-in dataset, or when the files are gone."""
+    import argparse
+    import json
+
+    try:
+        data = json.loads((Path(checkpoint) / "metrics.json").read_text())["data"]
+        modality = json.loads((Path(checkpoint) / "config.json").read_text())["modality"]
+    except (OSError, ValueError, KeyError):
+        return []
+    if data.get("kind") != "files":
+        return []
+    args = argparse.Namespace(data=data["path"], modality=modality, max_length=data.get("max_length"),
+                              **{"text_column": "text", "label_column": "label", "label_names": None} | data.get("options", {}))
+    try:
+        held_out = task(args)
+    except DataError:
+        return []
+    return [held_out.inputs[i] for i in held_out.split["test"][:count]]

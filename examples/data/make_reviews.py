@@ -17,13 +17,16 @@ CLOSERS = {"positive": ["Highly recommended.", "Would buy again.", "Five stars."
 
 
 def reviews(count: int = 240, seed: int = 0) -> list[tuple[str, str]]:
+    """Distinct reviews, alternately positive and negative (a repeated text could sit in two splits)."""
     rng = random.Random(seed)
-    rows = []
-    for i in range(count):
-        label = "positive" if i % 2 == 0 else "negative"
+    rows, seen = [], set()
+    while len(rows) < count:
+        label = "positive" if len(rows) % 2 == 0 else "negative"
         verdict = rng.choice(PRAISE if label == "positive" else COMPLAINTS)
         text = f"{rng.choice(OPENERS)} {rng.choice(THINGS)} {verdict}. {rng.choice(CLOSERS[label])}".strip()
-        rows.append((text, label))
+        if text not in seen:
+            seen.add(text)
+            rows.append((text, label))
     return rows
 
 
