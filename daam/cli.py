@@ -50,7 +50,8 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                                        "with one subfolder of images or audio clips per class")
     parser.add_argument("--modality", choices=sorted(MODALITIES), help="the modality of --data (default: inferred from it)")
     parser.add_argument("--encoder", help="a built-in encoder's name (the modality's by default) or a local directory "
-                                          "of a Hugging Face text model (BERT-, RoBERTa-, DistilBERT-like)")
+                                          "of a Hugging Face model: BERT-, RoBERTa-, DistilBERT-like for text; ViT-, "
+                                          "ConvNeXt-, ResNet-like for images; Wav2Vec2-, HuBERT-, Whisper-like for audio")
     parser.add_argument("--text-column", default="text", help="--data: the column of the text")
     parser.add_argument("--label-column", default="label", help="--data: the column of the label")
     parser.add_argument("--label-names", help="--data: comma-separated class names for integer labels 0, 1, ...")

@@ -60,11 +60,8 @@ def local_model(value: str | None, modality: str, builtin: str) -> str | None:
         raise DataError(f"--encoder {value}: its config.json is not a model transformers knows ({error})") from None
     kind = model_kind(model_type)
     if kind != modality:
-        what = f"a {kind} model" if kind else "not a text, image or audio model"
-        raise DataError(f"--encoder {value}: a {model_type} model is {what}; the data is {modality}")
-    if modality != "text":
-        raise DataError(f"--encoder {value}: a local Hugging Face {modality} encoder is not supported yet; the "
-                        f"built-in {builtin} reads {modality}")
+        reads = f"reads {dict(text='text', image='images', audio='audio')[kind]}" if kind else "reads no text, images or audio"
+        raise DataError(f"--encoder {value}: a {model_type} model {reads}; the data is {modality}")
     if not any(path.glob("*.safetensors")):
         raise DataError(f"--encoder {value}: no .safetensors weights (pickled weights are refused: unpickling can "
                         "run arbitrary code)")

@@ -26,7 +26,7 @@ from .attention import Intermediates, MultiHeadDensityAdaptiveAttention, head_in
 from .encoders import Encoded
 from .explanation import DensityStage, Explanation
 from .hub import resolve_checkpoint
-from .modalities import modality
+from .modalities import modality, resolve
 from .pools import BASELINES, DensityPool, ScoredDensityAttention, build_pool, masked_mean
 from .relevance import RelevanceMethod, build_relevance_method
 
@@ -48,7 +48,8 @@ class DAAMConfig:
     position_densities: int = 3
     mode: str = "mixture"
     dropout: float = 0.1
-    encoder: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}} to rebuild the encoder
+    encoder: dict = field(default_factory=dict)  # {"name", "kwargs"[, "class": "module:Class"]} to rebuild the
+    # encoder: the modality's encoder class unless "class" names another
     layer_names: list[str] = field(default_factory=list)
     preprocessing: dict = field(default_factory=dict)
     adapter: dict = field(default_factory=dict)  # {"name": ..., "kwargs": {...}}; empty = identity
@@ -140,7 +141,8 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
     @property
     def encoder(self) -> nn.Module:
         if self._encoder is None:
-            encoder_class = modality(self.config.modality).resolve("encoder")
+            spec = self.config.encoder  # its own class (a user's Hugging Face model), or the modality's
+            encoder_class = resolve(spec["class"]) if "class" in spec else modality(self.config.modality).resolve("encoder")
             self.set_encoder(encoder_class(**self.config.encoder.get("kwargs", {})).to(self.device))
         return self._encoder
 

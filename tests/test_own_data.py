@@ -147,7 +147,7 @@ def test_the_command_line_stops_on_bad_data_and_a_bad_encoder_with_a_message_and
         ("--data", str(tmp_path / "missing.csv")): "no such file or directory",
         ("--data", str(data), "--label-column", "stars"): "no 'stars' column; its columns: text, label",
         ("--data", str(data), "--encoder", str(tmp_path / "not-a-model")): "no config.json",
-        ("--data", str(data), "--encoder", str(vit)): "a vit model is a image model; the data is text",
+        ("--data", str(data), "--encoder", str(vit)): "a vit model reads images; the data is text",
         ("--data", str(data), "--encoder", "no-such-encoder"): "neither the built-in text encoder",
         ("--data", str(data), "--modality", "image"): "no class folders",
     }
@@ -234,3 +234,134 @@ def test_the_app_serves_a_users_checkpoint_with_its_title_examples_and_endpoint(
     finally:
         for cache in caches:
             cache.cache_clear()
+
+
+def tiny_image_model(family: str, directory: Path) -> Path:
+    """A tiny random Hugging Face image model of a family, with its image processor, saved to a directory."""
+    from transformers import (ConvNextConfig, ConvNextImageProcessor, ConvNextModel, ResNetConfig, ResNetModel,
+                              ViTConfig, ViTImageProcessor, ViTModel)
+
+    torch.manual_seed(0)
+    if family == "vit":
+        ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                           image_size=32, patch_size=8)).save_pretrained(directory)
+        ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
+        return directory
+    if family == "convnext":
+        ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)).save_pretrained(directory)
+    else:
+        ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")).save_pretrained(directory)
+    ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=1.0).save_pretrained(directory)
+    return directory
+
+
+def coloured_pictures(root: Path, count: int) -> Path:
+    """Pictures of two classes: a red or a blue square on noise, somewhere in the picture."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, colour in (("red", [220, 30, 30]), ("blue", [30, 30, 220])):
+        (root / label).mkdir(parents=True)
+        for i in range(count):
+            picture = rng.integers(60, 160, (48, 48, 3), dtype=np.uint8)
+            y, x = rng.integers(0, 24, 2)
+            picture[y:y + 24, x:x + 24] = colour
+            Image.fromarray(picture).save(root / label / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("family", ["vit", "convnext", "resnet"])
+def test_a_local_image_model_of_each_family_gives_grid_features_and_cell_relevance(family, tmp_path):
+    from daam.modalities.image import PretrainedImageEncoder
+
+    encoder = PretrainedImageEncoder(str(tiny_image_model(family, tmp_path / family)))
+    pictures = coloured_pictures(tmp_path / "pictures", 2)
+    out = encoder([str(p) for p in sorted(pictures.rglob("*.png"))])
+    assert out.features.shape == (4, encoder.grid ** 2, sum(encoder.channels)) and len(encoder.channels) >= 3
+    assert out.extras[0].image.shape == (encoder.size, encoder.size, 3)  # seen in colour
+    relevance = encoder.input_relevance(out.extras, lambda features: features.square().mean((1, 2)))
+    assert relevance.shape == (4, encoder.grid ** 2) and relevance.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_an_image_folder_and_a_local_vit_become_a_checkpoint_that_explains_in_colour(tmp_path):
+    from daam.faithfulness import check as deletion_check
+
+    pictures = coloured_pictures(tmp_path / "pictures", 40)
+    vit = tiny_image_model("vit", tmp_path / "vit")
+    out = tmp_path / "ckpt"
+    train(["--data", str(pictures), "--encoder", str(vit), "--out", str(out), "--seeds", "1", "--epochs", "6",
+           "--dim", "16"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["labels"] == ["blue", "red"] and metrics["data"]["format"] == "imagefolder"
+    assert metrics["results"]["daam"]["test_accuracy"]["mean"] >= 0.75  # colour decides; chance is 0.5
+    model = load_pretrained(out)
+    e = model.explain(str(pictures / "red" / "0.png"))
+    assert e.extras.image.shape == (32, 32, 3) and e.position_relevance.shape == (16,)
+    assert e.relevance_method == "encoder_gradient"
+    result = deletion_check(model, str(pictures / "red" / "0.png"))
+    assert result["units"] == 16 and result["unit"] == "cells"
+
+
+def tiny_audio_model(family: str, directory: Path) -> Path:
+    """A tiny random Hugging Face audio model of a family, with its feature extractor, saved to a directory."""
+    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model,
+                              WhisperConfig, WhisperFeatureExtractor, WhisperModel)
+
+    torch.manual_seed(0)
+    small = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                 conv_dim=(8, 8, 8, 8, 8, 8, 8), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
+    if family == "whisper":
+        WhisperModel(WhisperConfig(d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                                   decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, num_mel_bins=80,
+                                   vocab_size=64, max_source_positions=1500, pad_token_id=1, bos_token_id=2,
+                                   eos_token_id=2, decoder_start_token_id=3)).save_pretrained(directory)
+        WhisperFeatureExtractor().save_pretrained(directory)
+        return directory
+    (Wav2Vec2Model(Wav2Vec2Config(**small)) if family == "wav2vec2" else HubertModel(HubertConfig(**small))).save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert", "whisper"])
+def test_a_local_audio_model_of_each_family_gives_a_layer_per_hidden_state_and_a_silent_reference(family, tmp_path):
+    from daam.modalities.audio import PretrainedSpeechEncoder
+
+    encoder = PretrainedSpeechEncoder(str(tiny_audio_model(family, tmp_path / family)))
+    rng = np.random.default_rng(0)
+    clips = [(16000, rng.normal(0, 0.3, 16000).astype(np.float32)), (8000, rng.normal(0, 0.3, 4000).astype(np.float32))]
+    out = encoder(clips)
+    assert out.features.shape[:2] == (2, 3) and out.features.shape[3] == 16  # embeddings + 2 blocks
+    frames = out.mask.sum(1).tolist()
+    assert frames[0] > frames[1] >= 20 and len(out.position_labels[1]) == frames[1]  # ~50 frames a second
+    reference = encoder.reference_features(out)
+    assert reference.shape == out.features.shape and not torch.equal(reference, out.features)
+
+
+@pytest.mark.slow
+def test_an_audio_folder_and_a_local_wav2vec2_become_a_checkpoint_without_the_speech_probe(tmp_path):
+    import soundfile
+
+    from daam.faithfulness import check as deletion_check
+    from daam.modalities import no_answer
+
+    rng = np.random.default_rng(0)
+    for label in ("tone", "noise"):
+        (tmp_path / "sounds" / label).mkdir(parents=True)
+        for i in range(100):
+            t = np.arange(int(16000 * rng.uniform(0.4, 0.8))) / 16000
+            sound = (0.3 * np.sin(2 * np.pi * rng.uniform(200, 400) * t) if label == "tone"
+                     else rng.normal(0, 0.1, len(t)))
+            soundfile.write(tmp_path / "sounds" / label / f"{i}.wav", sound.astype(np.float32), 16000)
+    out = tmp_path / "ckpt"
+    train(["--data", str(tmp_path / "sounds"), "--encoder", str(tiny_audio_model("wav2vec2", tmp_path / "w2v")),
+           "--out", str(out), "--seeds", "1", "--epochs", "40", "--heads", "2"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["labels"] == ["noise", "tone"] and metrics["data"]["format"] == "audiofolder"
+    assert metrics["results"]["daam"]["test_accuracy"]["mean"] >= 0.7  # chance is 0.5
+    model = load_pretrained(out)
+    clip = str(tmp_path / "sounds" / "tone" / "0.wav")
+    e = model.explain(clip)
+    assert e.extras.speech_probability is None and no_answer(e) in (None, "low confidence")  # no speech gate
+    assert e.relevance_method == "reference" and len(e.position_relevance) == len(e.position_labels) > 10
+    assert deletion_check(model, clip)["units"] == len(e.position_labels)

