@@ -3,9 +3,11 @@
     python benchmarks/bench_faithfulness.py text  [--items 200] [--checkpoint checkpoints/text]
     python benchmarks/bench_faithfulness.py image [--items 200]
     python benchmarks/bench_faithfulness.py audio
+    python benchmarks/bench_faithfulness.py --checkpoint my-reviews --write   # one trained on your own data
 
 For each held-out test input (Rotten Tomatoes' test split: never used for training or selection; the official
-Fashion-MNIST test images; klettres-data's 52 real letter clips), every method scores the input's units (words; the
+Fashion-MNIST test images; klettres-data's 52 real letter clips; the test split of the files a checkpoint of your
+own data was trained on), every method scores the input's units (words; the
 7x7 cells of the picture the model sees and the encoder's 20 ms frames of a clip, which are exactly its positions). Deletion removes the top-scored 10/20/30/50% of units and reports the drop
 of the predicted class's probability; insertion keeps only them (from an empty input: "." or a black picture) and
 reports the recovery. AOPC is the mean over those fractions. Methods, with their cost per explanation:
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daam import load_pretrained  # noqa: E402
 from daam.data import SPLIT_SEED, stratified_split  # noqa: E402
+from daam.data.files import test_examples  # noqa: E402
 from daam.compare import load_mechanisms, unit_weights  # noqa: E402
 from daam.faithfulness import FRACTIONS, deletion_curves, unit_case  # noqa: E402
 
@@ -71,8 +74,11 @@ def scores_of(case, rng: np.random.Generator, pool: torch.nn.Module | None) -> t
     return scores, costs, target
 
 
-def held_out(modality: str, items: int) -> list:
+def held_out(modality: str, items: int, checkpoint: Path) -> list:
     rng = random.Random(SPLIT_SEED)
+    own = test_examples(checkpoint, count=None)  # a checkpoint of a user's files: its own test split
+    if own:
+        return rng.sample(own, min(items, len(own)))
     if modality == "text":
         from daam.data.rotten_tomatoes import default_path, load
 
@@ -92,19 +98,25 @@ def held_out(modality: str, items: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modality", choices=["text", "image", "audio"])
+    parser.add_argument("modality", nargs="?", choices=["text", "image", "audio"],
+                        help="a shipped checkpoint's modality (default: the --checkpoint's)")
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--write", action="store_true",
                         help="record the figures in the checkpoint's metrics.json and rewrite its model card")
     args = parser.parse_args()
+    if not (args.modality or args.checkpoint):
+        parser.error("name a modality or a --checkpoint")
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or Path(__file__).resolve().parents[1] / "checkpoints" / args.modality
     model = load_pretrained(checkpoint)
+    args.modality = model.config.modality
     pool = load_mechanisms(checkpoint, model).get("softmax_attention")
     rng = np.random.default_rng(0)
     drops, gains, costs = {}, {}, {}
-    for item in held_out(args.modality, args.items):
+    items = held_out(args.modality, args.items, checkpoint)
+    args.items = len(items)
+    for item in items:
         case = unit_case(model, item)
         scores, cost, target = scores_of(case, rng, pool)
         for name, (drop, gain) in deletion_curves(case, scores, target).items():
@@ -138,7 +150,7 @@ def record(checkpoint: Path, model, args, drops: dict, gains: dict, costs: dict)
     metrics = json.loads(path.read_text())
     rounded = lambda values: [round(float(v), 4) for v in values]  # noqa: E731
     metrics["faithfulness"] = {
-        "command": f"python benchmarks/bench_faithfulness.py {args.modality} --items {args.items}",
+        "command": f"python benchmarks/bench_faithfulness.py {args.modality if args.checkpoint is None else f'--checkpoint {args.checkpoint}'} --items {args.items}",
         "items": args.items, "unit": {"text": "word", "image": "cell", "audio": "frame"}[args.modality], "fractions": list(FRACTIONS),
         "methods": {name: {"deletion": rounded(np.mean(drops[name], 0)), "deletion_aopc": round(float(np.mean(drops[name])), 4),
                            "insertion": rounded(np.mean(gains[name], 0)), "insertion_aopc": round(float(np.mean(gains[name])), 4),

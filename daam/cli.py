@@ -1,12 +1,13 @@
 """The command line of a run on one modality's task, shared by `python -m daam.train` and `python -m daam.compare`:
-its arguments, the task they prepare, and how a run ends on bad data (daam.train.settings_for turns the arguments
-into TrainSettings)."""
+its arguments (TrainSettings' fields among them, one flag each), the task and settings they prepare, and how a run
+ends on bad data."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
@@ -17,19 +18,40 @@ from .data.files import infer_modality
 from .errors import DataError
 from .modalities import MODALITIES, modality
 from .model import DAAMConfig
+from .settings import TrainSettings
 
 
-def positive(kind: type) -> Callable[[str], int | float]:
-    """An argparse type: a number of `kind` above zero, or the command line's usage error that says so."""
+def positive(kind: type, strictly: bool = True) -> Callable[[str], int | float]:
+    """An argparse type: a number of `kind` above zero (or, not strictly, at least zero), or the command line's usage
+    error that says so."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        if not (value > 0 if strictly else value >= 0):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strictly else 'at least'} 0, got {text}")
         return value
     return parse
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag per field of TrainSettings (--batch-size for batch_size), its help and bound from the field's metadata;
+    a flag not given stays None, so the modality's default applies (settings_for)."""
+    for setting in fields(TrainSettings):
+        kind = int if setting.type == "int" else float
+        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=positive(kind, setting.metadata.get("positive", False)),
+                            help=f"{setting.metadata['help']} (default: the modality's, else {setting.default})")
+
+
+def settings_for(args) -> TrainSettings:
+    """The modality's TrainSettings, with the command line's flags applied (--quick: a 2-epoch, 2-seed smoke run)."""
+    chosen = {s.name: getattr(args, s.name) for s in fields(TrainSettings) if getattr(args, s.name, None) is not None}
+    settings = TrainSettings(**modality(args.modality).train_defaults | chosen)
+    if args.quick:
+        settings.epochs, args.seeds = 2, 2
+        args.train_images, args.val_images, args.test_images = 1000, 200, 300
+    return settings
 
 
 def run_command(parser: argparse.ArgumentParser, work: Callable[[], object]) -> None:
@@ -57,7 +79,6 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--label-names", help="--data: comma-separated class names for integer labels 0, 1, ...")
     parser.add_argument("--builtin-data", help="where a built-in dataset's files are: text, a CSV with category,text "
                                                "columns; image, a directory of Fashion-MNIST idx files")
-    parser.add_argument("--epochs", type=positive(int), help="default: the modality's")
     parser.add_argument("--seeds", type=positive(int), default=3)
     parser.add_argument("--heads", type=positive(int), default=4)
     parser.add_argument("--densities", type=positive(int), default=3)
@@ -80,8 +101,7 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--offset-spread", type=float,
                         help="initial offsets of the position stage's densities, from -spread to +spread "
                              "(DAAMConfig.offset_spread; default: the modality's)")
-    parser.add_argument("--density-lr", type=positive(float), help="peak rate of the density parameters (default: daam.train.TrainSettings's)")
-    parser.add_argument("--head-diversity", type=float, help="weight of the head-overlap penalty (default: the modality's)")
+    add_settings_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")
     return parser
 

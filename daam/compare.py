@@ -232,8 +232,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .cli import build_parser, parse, prepare, run_command
-    from .train import settings_for
+    from .cli import build_parser, parse, prepare, run_command, settings_for
 
     parser = build_parser("python -m daam.compare", __doc__)
     parser.add_argument("--checkpoint", help="the shipped checkpoint to compare with (default checkpoints/<modality>)")

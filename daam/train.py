@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 from .attention import DENSITY_PARAMETERS, head_overlap
 from .data import HeldOutSet, Task
 from .metrics import classification_report, head_movement, mean_sd
-from .modalities import modality
 from .model import DAAMClassifier, DAAMConfig
 from .pools import BASELINES
 from .model_card import write_card
+from .settings import TrainSettings
 
 
 @dataclass
@@ -75,18 +75,6 @@ def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, s
             items[i] = features[row, :int(out.mask[row].sum())].to(torch.float16).clone()
         truncated += sum("truncated" in note for note in out.truncation_notes)
     return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
-
-
-@dataclass
-class TrainSettings:
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    # The density parameters' peak rate, and the weight of the head-overlap penalty (attention.head_overlap): at the
-    # base rate the densities never leave their start. Chosen on text validation (README, "Trained checkpoints").
-    density_lr: float | None = 5e-2
-    head_diversity: float = 0.2
 
 
 def parameter_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
@@ -272,20 +260,8 @@ def write_checkpoint(out: Path, model: DAAMClassifier, metrics: dict, curves: di
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def settings_for(args):
-    """The modality's TrainSettings, with the command line's overrides applied."""
-    settings = TrainSettings(**modality(args.modality).train_defaults)
-    settings.epochs = settings.epochs if args.epochs is None else args.epochs
-    settings.density_lr = settings.density_lr if args.density_lr is None else args.density_lr
-    settings.head_diversity = settings.head_diversity if args.head_diversity is None else args.head_diversity
-    if args.quick:
-        settings.epochs, args.seeds = 2, 2
-        args.train_images, args.val_images, args.test_images = 1000, 200, 300
-    return settings
-
-
 def main(argv: list[str] | None = None) -> None:
-    from .cli import build_parser, parse, prepare, run_command
+    from .cli import build_parser, parse, prepare, run_command, settings_for
 
     parser = build_parser("python -m daam.train", __doc__)
     parser.add_argument("--out", required=True, help="checkpoint directory to write")

@@ -7,10 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from daam.cli import build_parser, parse
+from daam.cli import build_parser, parse, settings_for
 from daam.data.fashion_mnist import read_idx
 from daam.errors import DataError
-from daam.train import settings_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +32,8 @@ def test_a_command_on_missing_data_says_so_without_a_traceback(command, tmp_path
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--epochs", "-3"], ["--seeds", "0"], ["--heads", "two"],
-                                  ["--density-lr", "0"]])
+                                  ["--density-lr", "0"], ["--batch-size", "0"], ["--weight-decay", "-0.1"],
+                                  ["--head-diversity", "x"]])
 def test_counts_and_rates_must_be_above_zero(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser("train", "").parse_args(["text", *argv])
@@ -94,3 +94,15 @@ def test_a_class_that_never_reaches_training_is_named():
     task = Task("toy", ["a", "b"], list("xxxxy"), [0, 0, 0, 0, 1], {"train": [0, 1], "val": [2], "test": [3, 4]}, {})
     with pytest.raises(DataError, match="too few examples of 'b' \\(1\\) to reach the training split"):
         check(task)
+
+
+def test_every_train_setting_is_a_flag_and_a_flag_not_given_keeps_the_modalitys_default():
+    from dataclasses import fields
+
+    from daam.settings import TrainSettings
+
+    args = parse(build_parser("train", ""), ["audio", "--batch-size", "16", "--weight-decay", "0", "--lr", "1e-3"])
+    settings = settings_for(args)
+    assert (settings.batch_size, settings.weight_decay, settings.lr) == (16, 0.0, 1e-3)
+    assert settings.epochs == 10 and settings.head_diversity == TrainSettings().head_diversity  # audio's, the default's
+    assert all(hasattr(args, f.name) for f in fields(TrainSettings))

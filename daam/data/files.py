@@ -280,9 +280,10 @@ def card_sections(metrics: dict, config) -> dict:
                     "Explanations describe what the model uses, not what is true of the input.")
 
 
-def test_examples(checkpoint: Path, count: int = 6) -> list:
-    """The first inputs of the test split of the files a checkpoint was trained on (its metrics.json names them),
-    as explain() takes them; empty for a checkpoint of a built-in dataset, or when the files are gone."""
+def test_examples(checkpoint: Path, count: int | None = 6) -> list:
+    """The first `count` inputs (None: all) of the test split of the files a checkpoint was trained on (its
+    metrics.json names them), as explain() takes them; empty for a checkpoint of a built-in dataset, or when the
+    files are gone."""
     import argparse
     import json
 
