@@ -12,15 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def serve(script: Path):
-    """Start a Gradio app script on a free loopback port; yield (pid, url) once it answers; always stop it."""
+def serve(script: Path, *args: str):
+    """Start a Gradio app script (with its command-line args) on a free loopback port; yield (pid, url) once it
+    answers; always stop it."""
     from gradio_client import Client
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                             env=dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False"))
     started = time.perf_counter()

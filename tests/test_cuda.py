@@ -130,3 +130,49 @@ def test_shipped_checkpoint_explains_on_cuda_as_on_cpu(name):
         relevance_a, relevance_b = torch.tensor(a.position_relevance), torch.tensor(b.position_relevance)
         scale = relevance_b.abs().max().clamp(min=1e-6)
         torch.testing.assert_close(relevance_a / scale, relevance_b / scale, rtol=0, atol=2e-2)
+
+
+def _own_encoder_checkpoint(family: str, tmp_path: Path) -> tuple[Path, list]:
+    """A random DAAM checkpoint over a tiny local Hugging Face model of a family, and two inputs for it."""
+    import numpy as np
+    from PIL import Image
+
+    from daam import DAAMClassifier, DAAMConfig
+    from test_own_data import tiny_audio_model, tiny_image_model
+
+    rng = np.random.default_rng(0)
+    if family in ("vit", "convnext"):
+        from daam.modalities.image import PretrainedImageEncoder
+
+        directory = str(tiny_image_model(family, tmp_path / family))
+        encoder = PretrainedImageEncoder(directory)
+        config = DAAMConfig("image", ["a", "b"], len(encoder.channels), 16, layer_names=encoder.layer_names,
+                            encoder={"name": family, "class": "daam.modalities.image:PretrainedImageEncoder",
+                                     "kwargs": {"path": directory}},
+                            adapter={"name": "stage_projection", "kwargs": {"channels": encoder.channels, "dim": 16}})
+        inputs = [Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)) for _ in range(2)]
+    else:
+        from daam.modalities.audio import PretrainedSpeechEncoder
+
+        directory = str(tiny_audio_model(family, tmp_path / family))
+        encoder = PretrainedSpeechEncoder(directory)
+        config = DAAMConfig("audio", ["a", "b"], encoder.num_layers, encoder.dim, layer_names=encoder.layer_names,
+                            encoder={"name": family, "class": "daam.modalities.audio:PretrainedSpeechEncoder",
+                                     "kwargs": {"path": directory}})
+        inputs = [(16000, rng.normal(0, 0.3, n).astype(np.float32)) for n in (12000, 7000)]
+    torch.manual_seed(0)
+    DAAMClassifier(config).save_pretrained(tmp_path / "checkpoint")
+    return tmp_path / "checkpoint", inputs
+
+
+@pytest.mark.parametrize("family", ["vit", "convnext", "wav2vec2", "whisper"])
+def test_a_checkpoint_on_a_users_encoder_explains_on_cuda_as_on_cpu(family, tmp_path):
+    checkpoint, inputs = _own_encoder_checkpoint(family, tmp_path)
+    on_cpu = load_pretrained(checkpoint).explain_batch(inputs)
+    on_gpu = load_pretrained(checkpoint, device="cuda").explain_batch(inputs)
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.position_labels == b.position_labels
+        torch.testing.assert_close(torch.tensor(a.probabilities), torch.tensor(b.probabilities), rtol=0, atol=2e-3)
+        scale = torch.tensor(b.position_relevance).abs().max().clamp(min=1e-6)
+        torch.testing.assert_close(torch.tensor(a.position_relevance) / scale, torch.tensor(b.position_relevance) / scale,
+                                   rtol=0, atol=2e-2)

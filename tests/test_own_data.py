@@ -60,7 +60,8 @@ def files_args(data: Path, modality: str = "text", **options) -> argparse.Namesp
 
 @pytest.mark.slow
 def test_a_csv_and_a_local_bert_become_a_checkpoint_that_explains(tmp_path):
-    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(300) + [("", "pos"), ("  ", "neg")])
+    long = " ".join(["the film was very good"] * 20)  # 100 words: beyond the 64 tokens a training run reads
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(300) + [("", "pos"), ("  ", "neg"), (long, "pos")])
     bert = tiny_bert(tmp_path / "bert")
     out = tmp_path / "ckpt"
     train(["--data", str(data), "--encoder", str(bert), "--out", str(out), "--seeds", "2", "--epochs", "10"])
@@ -69,14 +70,15 @@ def test_a_csv_and_a_local_bert_become_a_checkpoint_that_explains(tmp_path):
     assert not list(tmp_path.glob(".ckpt.partial-*"))
     metrics = json.loads((out / "metrics.json").read_text())
     d = metrics["data"]
-    assert (d["examples"], d["found"], d["class_balance"]) == (300, 302, {"neg": 150, "pos": 150})
-    assert d["skipped"]["reasons"] == {"empty text": 2} and metrics["labels"] == ["neg", "pos"]
+    assert (d["examples"], d["found"], d["class_balance"]) == (301, 303, {"neg": 150, "pos": 151})
+    assert d["skipped"]["reasons"] == {"empty text": 2} and metrics["labels"] == ["neg", "pos"] and d["truncated"] == 1
     assert set(metrics["results"]) == {"daam", "mean_pool_probe", "attention_pool"}
     assert metrics["results"]["daam"]["test_accuracy"]["mean"] > 0.8  # the adjective decides; chance is 0.5
     config = json.loads((out / "config.json").read_text())
     assert config["encoder"]["kwargs"] == {"path": str(bert.resolve())} and config["labels"] == ["neg", "pos"]
     card = (out / "README.md").read_text()
-    assert str(data.resolve()) in card and "neg 150, pos 150" in card and "2 of 302 items were skipped" in card
+    assert str(data.resolve()) in card and "neg 150, pos 151" in card and "2 of 303 items were skipped" in card
+    assert "1 texts were longer than the 64 tokens" in card
     model = load_pretrained(out)  # the encoder is rebuilt from the directory config.json names
     e = model.explain("the film was very awful")
     assert e.labels == ["neg", "pos"] and e.position_labels == ["[CLS]", "the", "film", "was", "very", "awful", "[SEP]"]
@@ -211,7 +213,10 @@ def test_the_shipped_example_dataset_is_what_its_script_makes():
 
 @pytest.mark.slow
 def test_the_app_serves_a_users_checkpoint_with_its_title_examples_and_endpoint(tmp_path, monkeypatch):
+    import gradio as gr
+
     import app
+    from daam.compare import main as compare
     from ui import inputs, playground_tab, serving
 
     out = tmp_path / "My Reviews"
@@ -219,7 +224,7 @@ def test_the_app_serves_a_users_checkpoint_with_its_title_examples_and_endpoint(
     with pytest.raises(SystemExit):  # not a checkpoint: a message, status 2, nothing served
         app.main(["--checkpoint", str(tmp_path)])
     monkeypatch.setattr(serving, "_chosen", None)  # restored after the test: the shipped checkpoints again
-    caches = (serving.loaded, playground_tab.playground_heads)
+    caches = (serving.loaded, playground_tab.playground_heads, serving._mechanisms)
     try:
         serving.serve([str(out)])
         assert list(serving.served()) == ["my_reviews"]
@@ -231,6 +236,12 @@ def test_the_app_serves_a_users_checkpoint_with_its_title_examples_and_endpoint(
         assert len(examples) == 6 and all(text for text, _ in examples)
         answer = serving.endpoint("explain", "my_reviews")("The kettle broke after a week.")
         assert answer["labels"] == ["negative", "positive"] and answer["modality"] == "text"
+        with pytest.raises(gr.Error, match="python -m daam.compare --checkpoint"):
+            serving.endpoint("compare", "my_reviews")("The kettle broke after a week.")
+        # The comparison reads the data back from the checkpoint; its heads then answer /compare_<name>.
+        compare(["--checkpoint", str(out), "--mechanisms", "mean", "--seeds", "1", "--faithfulness-items", "4"])
+        rows = serving.endpoint("compare", "my_reviews")("The kettle broke after a week.")["rows"]
+        assert [row["name"] for row in rows] == ["daam", "mean"]
     finally:
         for cache in caches:
             cache.cache_clear()
