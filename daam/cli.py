@@ -111,9 +111,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     error when none says."""
     args = parser.parse_args(argv)
     if getattr(args, "checkpoint", None) and not (args.builtin or args.modality or args.data):
-        _from_checkpoint(args)  # a checkpoint trained on a user's files names its data
-        if args.modality and not args.data:
-            args.builtin, args.modality = args.modality, None
+        _from_checkpoint(args)
     given = {m for m in (args.builtin, args.modality) if m}
     if len(given) > 1:
         parser.error(f"MODALITY {args.builtin} and --modality {args.modality} disagree")
@@ -130,18 +128,21 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def _from_checkpoint(args) -> None:
-    """args.modality, and for a checkpoint trained on files (daam.data.files) --data and its columns, from the
-    checkpoint's config.json and metrics.json."""
+    """What a checkpoint was trained on, from its config.json and metrics.json: for one of a user's files
+    (daam.data.files) --data, its options and --modality; else its modality's built-in dataset. Nothing where the
+    checkpoint does not say (parse() then asks for MODALITY or --data)."""
     directory = Path(args.checkpoint)
     try:
-        args.modality = json.loads((directory / "config.json").read_text())["modality"]
+        trained_on = json.loads((directory / "config.json").read_text())["modality"]
         data = json.loads((directory / "metrics.json").read_text())["data"]
     except (OSError, ValueError, KeyError):
-        return  # parse() then asks for MODALITY or --data
-    if data.get("kind") == "files":
-        args.data = data["path"]
-        for option in ("text_column", "label_column", "label_names"):
-            setattr(args, option, data.get("options", {}).get(option, getattr(args, option)))
+        return
+    if data.get("kind") != "files":
+        args.builtin = trained_on
+        return
+    args.modality, args.data = trained_on, data["path"]
+    for option in ("text_column", "label_column", "label_names"):
+        setattr(args, option, data.get("options", {}).get(option, getattr(args, option)))
 
 
 def daam_config(args, frozen: nn.Module, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
@@ -157,8 +158,8 @@ def daam_config(args, frozen: nn.Module, labels: list[str], layer_names: list[st
 
 
 def prepare(args) -> tuple[Task, nn.Module, DAAMConfig, float]:
-    """The task (--data, or the modality's built-in dataset), the modality's encoder and config (its build, the command line and the registry's
-    architecture), and the seconds spent making its data (reading a dataset, or
+    """The task (--data, or the modality's built-in dataset), the modality's encoder and config (its build, the
+    command line and the registry's architecture), and the seconds spent making its data (reading a dataset, or
     synthesising every voice for audio): part of what a run costs, though not of its training time."""
     entry = modality(args.modality)
     started = time.time()

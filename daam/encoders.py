@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import DataError
 from .explanation import Extras
 
 
@@ -23,8 +24,6 @@ class Encoded:
     position_labels: list[list[str]]  # per item, one label per real position
     truncation_notes: list[str]  # per item, what the model did not see, in words ("" when it saw everything)
     extras: list[Extras | None] = field(default_factory=list)  # per item, what the view needs beyond the weights
-
-
 
 
 def model_kind(model_type: str) -> str | None:
@@ -43,8 +42,6 @@ def model_kind(model_type: str) -> str | None:
 def local_model(value: str | None, modality: str, builtin: str) -> str | None:
     """--encoder: None for the modality's built-in encoder (no value, or its name), else the absolute path of a local
     Hugging Face model directory that reads this modality. A DataError says what is wrong before anything loads."""
-    from .errors import DataError
-
     if value is None or value == builtin:
         return None
     path = Path(value).expanduser()

@@ -110,10 +110,10 @@ def entry(name: str) -> Modality:
     return MODALITIES[served()[name].modality]
 
 
-def load_checkpoints(served: dict[str, Served], device: str = "cpu") -> tuple[dict, dict[str, str]]:
-    """Every served checkpoint: (models by name, a message for each one that is missing)."""
+def load_checkpoints(checkpoints: dict[str, Served], device: str = "cpu") -> tuple[dict, dict[str, str]]:
+    """Every checkpoint: (models by name, a message for each one that is missing)."""
     models, missing = {}, {}
-    for name, checkpoint in served.items():
+    for name, checkpoint in checkpoints.items():
         try:
             models[name] = load_pretrained(checkpoint.directory, device=device)
         except FileNotFoundError:

@@ -11,8 +11,8 @@ Text files and image folders are read by Hugging Face `datasets` (local files on
 here in the same layout: `datasets`' audiofolder needs torchcodec even to list paths, and clips are decoded by
 soundfile anyway. Labels: strings as they are, a ClassLabel's names, or integers named by --label-names. Splits: a
 `split` column or the files' / folders' own train / validation / test are honoured; otherwise a seeded stratified
-80/10/10 split. A text seen before is kept once. Empty or unlabelled rows and unreadable images and clips are skipped, counted and listed in metrics.json; more than
-MAX_UNREADABLE of them stops the run."""
+80/10/10 split. A text seen before is kept once. Empty or unlabelled rows and unreadable images and clips are
+skipped, counted and listed in metrics.json; more than MAX_UNREADABLE of them stops the run."""
 
 from __future__ import annotations
 
@@ -75,16 +75,16 @@ def task(args) -> Task:
                         f"{skipped[0]['item']}); more than {MAX_UNREADABLE:.0%} means the data needs fixing first")
     labels = _label_names([label for _, label, _ in rows], args)
     targets = [labels.index(str(label)) if str(label) in labels else int(label) for _, label, _ in rows]
+    balance = Counter(targets)
     split, split_note = _split([s for _, _, s in rows], targets)
     if split_note["source"] == "stratified":
-        small = [f"{labels[c]!r} ({targets.count(c)})" for c in range(len(labels))
-                 if not all(any(targets[i] == c for i in split[name]) for name in split)]
+        in_every = set.intersection(*({targets[i] for i in idx} for idx in split.values()))
+        small = [f"{labels[c]!r} ({balance[c]})" for c in sorted(balance) if c not in in_every]
         if small:
             raise DataError(f"{path}: too few examples of {', '.join(small)} to put one in each of the training, "
                             "validation and test splits (80/10/10: about 10 a class are needed)")
     inputs = [item for item, _, _ in rows]
     digest = hashlib.sha256("\n".join(f"{t}\t{x}" for x, t in zip(inputs, targets)).encode()).hexdigest()
-    balance = Counter(targets)
     return Task(f"{path.name}: {args.modality} classification into {len(labels)} classes", labels, inputs, targets,
                 split, {"kind": "files", "card": "daam.data.files:card_sections", "path": str(path), "format": form,
                         "examples": len(rows), "found": found, "sha256": digest,
@@ -256,26 +256,31 @@ def _audio_rows(path: Path, args):
 
 def card_sections(metrics: dict, config) -> dict:
     """The model card of a checkpoint trained on a user's files."""
-    d, split = metrics["data"], metrics["split"]
+    d, split, skipped = metrics["data"], metrics["split"], metrics["data"]["skipped"]
     balance = ", ".join(f"{name} {n}" for name, n in d["class_balance"].items())
-    skipped = d["skipped"]
-    skipped_text = (f"{skipped['count']} of {d['found']} items were skipped ({', '.join(f'{n} {r}' for r, n in skipped['reasons'].items())}; "
-                    "listed in `metrics.json`)." if skipped["count"] else "No item was skipped.")
-    truncated = (f" {d['truncated']} texts were longer than the {d.get('max_length')} tokens a training run reads and were "
-                 "truncated." if d.get("truncated") else "")
-    how = (f"a stratified {split.get('fractions')} split with seed {split.get('seed')}" if split.get("source") == "stratified"
-           else "the data's own split" + (f" ({split['validation']})" if split.get("validation") else ""))
+    reasons = ", ".join(f"{n} {reason}" for reason, n in skipped["reasons"].items())
+    skipped_text = (f"{skipped['count']} of {d['found']} items were skipped ({reasons}; listed in `metrics.json`)."
+                    if skipped["count"] else "No item was skipped.")
+    truncated = (f" {d['truncated']} texts were longer than the {d.get('max_length')} tokens a training run reads "
+                 "and were truncated." if d.get("truncated") else "")
+    if split.get("source") == "stratified":
+        how = f"a stratified {split.get('fractions')} split with seed {split.get('seed')}"
+    else:
+        how = "the data's own split" + (f" ({split['validation']})" if split.get("validation") else "")
+    encoder = config.encoder.get("name")
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in d.get("options", {}).items()
+                       if v is not None and (config.modality == "text" or k == "label_names"))
+    rebuilt = f" --encoder {config.encoder['kwargs']['path']}" if "path" in config.encoder.get("kwargs", {}) else ""
     return dict(
-        title=Path(d["path"]).stem, pipeline_tag=f"{config.modality}-classification" if config.modality != "audio"
-        else "audio-classification", tag="custom-data", goal=None,
-        architecture=f"Density Adaptive Attention over a **frozen** `{config.encoder.get('name')}` encoder: DAAM across "
-                     f"its {config.num_layers} hidden states",
+        title=Path(d["path"]).stem, pipeline_tag=f"{config.modality}-classification", tag="custom-data", goal=None,
+        architecture=f"Density Adaptive Attention over a **frozen** `{encoder}` encoder: DAAM across its "
+                     f"{config.num_layers} hidden states",
         saved="Only the adapter, the DAAM parameters and the head are in `model.safetensors`; the encoder is rebuilt "
-              f"from `config.json` ({config.encoder.get('name')}).",
-        data=f"""Data: `{d['path']}` ({d['format']}), {d['examples']} examples in {len(metrics['labels'])} classes: {balance}.
-{skipped_text}{truncated} Split: {how}; sizes {split['sizes']}. Data sha256 `{d['sha256'][:16]}…`.""",
-        encoder=f"`{config.encoder.get('name')}`, frozen. Preprocessing: {config.preprocessing or 'the encoder’s own'}.",
-        reproduce=f"python -m daam.train --data {d['path']} --modality {config.modality} --out DIR",
+              f"from `config.json` ({encoder}).",
+        data=f"""Data: `{d['path']}` ({d['format']}), {d['examples']} examples in {len(metrics['labels'])} classes:
+{balance}. {skipped_text}{truncated} Split: {how}; sizes {split['sizes']}. Data sha256 `{d['sha256'][:16]}…`.""",
+        encoder=f"`{encoder}`, frozen. Preprocessing: {config.preprocessing or 'the encoder’s own'}.",
+        reproduce=f"python -m daam.train --data {d['path']} --modality {config.modality} {options}{rebuilt} --out DIR",
         limitations="Trained on the data above only; accuracy and explanations say nothing of inputs unlike it. "
                     "Explanations describe what the model uses, not what is true of the input.")
 
