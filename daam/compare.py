@@ -159,7 +159,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
     from safetensors.torch import save_file
 
     from .metrics import classification_report, mean_sd
-    from .train import best_on_validation, encode_all, predict, train_seeds
+    from .train import best_on_validation, features_for, predict, train_seeds
 
     started = time.time()
     checkpoint = Path(args.checkpoint)
@@ -170,7 +170,7 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
                          "run with the arguments the checkpoint was trained with")
     daam = DAAMClassifier.from_pretrained(checkpoint)
     daam.set_encoder(encoder)
-    cache = encode_all(encoder, task.inputs, task.targets, sort_key=task.sort_key)
+    cache = features_for(task, encoder, daam.config, args)
     seeds = metrics["seeds"]
     y_test = cache.labels[task.split["test"]].numpy()
     rng = np.random.default_rng(0)

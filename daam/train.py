@@ -20,7 +20,6 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,36 +33,16 @@ from .metrics import classification_report, head_movement, mean_sd
 from .model import DAAMClassifier, DAAMConfig
 from .pools import BASELINES
 from .model_card import write_card
+from .features import FeatureCache, StreamingFeatures, cache_key, encode_to_disk
 from .settings import TrainSettings
-
-
-@dataclass
-class FeatureCache:
-    """Each example's encoder features in float16, positions first and ragged; `batch` pads them."""
-
-    items: list[torch.Tensor]  # (positions, ...) each
-    labels: torch.Tensor
-    position_axis: int  # where positions go in a batch, as the encoder gives them
-    truncated: int = 0  # inputs the encoder did not read whole (a text beyond its token limit)
-
-    def length(self, i: int) -> int:
-        return self.items[i].shape[0]
-
-    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        padded = nn.utils.rnn.pad_sequence([self.items[i] for i in idx], batch_first=True).float()  # (batch, positions, ...)
-        lengths = torch.tensor([self.length(i) for i in idx])
-        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
-        return padded.movedim(1, self.position_axis), mask, self.labels[idx]
 
 
 BULK_COMPILE_FROM = 2000  # inputs: below this the one-off compile costs more than it saves (bench_encoders.py)
 
 
 def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, sort_key=None) -> FeatureCache:
-    """Every input through the frozen encoder once. sort_key groups similar lengths so batches pad less; an
-    encoder that can compile itself for bulk work does so when there are enough inputs for it to pay off."""
-    if len(inputs) >= BULK_COMPILE_FROM and hasattr(encoder, "compile_for_bulk"):
-        encoder.compile_for_bulk(batch_size)
+    """Every input through the frozen encoder once, in memory (small sets: a run's held-out ones). sort_key groups
+    similar lengths so batches pad less."""
     order = sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
     items: list[torch.Tensor | None] = [None] * len(inputs)
     truncated = 0
@@ -75,6 +54,26 @@ def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, s
             items[i] = features[row, :int(out.mask[row].sum())].to(torch.float16).clone()
         truncated += sum("truncated" in note for note in out.truncation_notes)
     return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
+
+
+def features_for(task: Task, encoder, config: DAAMConfig, args, batch_size: int = 64):
+    """A run's features: on disk under --cache-dir, in a directory named by the inputs and the encoder (a later run
+    on the same data reuses it; a killed one resumes it), or with --no-cache none (the encoder runs for every batch).
+    An encoder that can compile itself for bulk work does so when there are enough inputs for it to pay off."""
+    if getattr(args, "no_cache", False):
+        return StreamingFeatures(encoder, task.inputs, torch.tensor(task.targets), task.sort_key)
+    if len(task.inputs) >= BULK_COMPILE_FROM and hasattr(encoder, "compile_for_bulk"):
+        encoder.compile_for_bulk(batch_size)
+    inputs = task.inputs
+    order = sorted(range(len(inputs)), key=lambda i: task.sort_key(inputs[i])) if task.sort_key else None
+    key = cache_key(inputs, {"encoder": config.encoder, "preprocessing": config.preprocessing})
+    return encode_to_disk(encoder, inputs, task.targets, feature_cache_root(args) / key, batch_size, order)
+
+
+def feature_cache_root(args) -> Path:
+    """--cache-dir, else $DAAM_FEATURE_CACHE, else ~/.cache/daam-lens/features."""
+    default = os.environ.get("DAAM_FEATURE_CACHE") or Path.home() / ".cache" / "daam-lens" / "features"
+    return Path(getattr(args, "cache_dir", None) or default).expanduser()
 
 
 def parameter_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
@@ -194,7 +193,7 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     started = time.time()
     sizes = {k: len(v) for k, v in task.split.items()}
     print(f"{task.description}: {len(task.inputs)} examples, split sizes {sizes}")
-    cache = encode_all(encoder, task.inputs, task.targets, sort_key=task.sort_key)
+    cache = features_for(task, encoder, config, args)
     makers = {"daam": lambda: DAAMClassifier(config)}
     makers |= {name: lambda name=name: DAAMClassifier(config.baseline(name)) for name in BASELINES}
     seeds = list(range(args.seeds))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the app running in a subprocess on a free port, always cleaned up."""
+"""Shared fixtures: the app running in a subprocess on a free port, always cleaned up; training runs' feature caches
+in the run's own temporary folder, never the user's."""
 
 import os
 import socket
@@ -11,6 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def feature_cache(tmp_path_factory):
+    """DAAM_FEATURE_CACHE for every training run in the tests (subprocesses inherit it)."""
+    os.environ["DAAM_FEATURE_CACHE"] = str(tmp_path_factory.mktemp("features"))
+    yield
+    os.environ.pop("DAAM_FEATURE_CACHE", None)
 
 
 def free_port() -> int:

@@ -237,8 +237,11 @@ def test_bulk_encoding_takes_one_batch_size_and_falls_back_to_eager():
         assert encoder._bulk is None
 
 
-def test_encode_all_compiles_only_for_bulk_work(monkeypatch):
+def test_a_run_compiles_its_encoder_only_for_bulk_work(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
     import daam.train
+    from daam.data import Task
     from daam.encoders import Encoded
 
     class Recording(torch.nn.Module):
@@ -255,9 +258,13 @@ def test_encode_all_compiles_only_for_bulk_work(monkeypatch):
             n = len(items)
             return Encoded(torch.zeros(n, 2, 3), torch.ones(n, 2, dtype=torch.bool), [["a", "b"]] * n, [""] * n, [None] * n)
 
+    def task(n: int) -> Task:
+        return Task("toy", ["a"], list(range(n)), [0] * n, {}, {})
+
     monkeypatch.setattr(daam.train, "BULK_COMPILE_FROM", 5)
     few, many = Recording(), Recording()
-    daam.train.encode_all(few, list(range(4)), [0] * 4, batch_size=2)
-    cache = daam.train.encode_all(many, list(range(5)), [0] * 5, batch_size=2)
+    config, args = SimpleNamespace(encoder={}, preprocessing={}), SimpleNamespace(cache_dir=str(tmp_path))
+    daam.train.features_for(task(4), few, config, args, batch_size=2)
+    cache = daam.train.features_for(task(5), many, config, args, batch_size=2)
     assert few.compiled_for == [] and many.compiled_for == [2]
-    assert len(cache.items) == 5
+    assert [cache.length(i) for i in range(5)] == [2] * 5

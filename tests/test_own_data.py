@@ -376,3 +376,22 @@ def test_an_audio_folder_and_a_local_wav2vec2_become_a_checkpoint_without_the_sp
     assert e.extras.speech_probability is None and no_answer(e) in (None, "low confidence")  # no speech gate
     assert e.relevance_method == "reference" and len(e.position_relevance) == len(e.position_labels) > 10
     assert deletion_check(model, clip)["units"] == len(e.position_labels)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_data_reuses_its_features_and_no_cache_keeps_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAAM_FEATURE_CACHE", str(tmp_path / "features"))
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(120))
+    bert = tiny_bert(tmp_path / "bert")
+    argv = ["--data", str(data), "--encoder", str(bert), "--seeds", "1", "--epochs", "2"]
+    train([*argv, "--out", str(tmp_path / "first")])
+    shards = {p: p.stat().st_mtime_ns for p in (tmp_path / "features").rglob("shard-*")}
+    assert len({p.parent for p in shards}) == 1 and shards
+    train([*argv, "--out", str(tmp_path / "second")])
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "features").rglob("shard-*")} == shards  # not encoded again
+    first, second = (json.loads((tmp_path / d / "metrics.json").read_text())["results"] for d in ("first", "second"))
+    assert first["daam"]["test_accuracy"] == second["daam"]["test_accuracy"]
+    train([*argv, "--out", str(tmp_path / "streamed"), "--no-cache", "--cache-dir", str(tmp_path / "unused")])
+    assert not (tmp_path / "unused").exists()
+    streamed = json.loads((tmp_path / "streamed" / "metrics.json").read_text())["results"]
+    assert abs(streamed["daam"]["test_accuracy"]["mean"] - first["daam"]["test_accuracy"]["mean"]) <= 0.1

@@ -9,7 +9,8 @@ import torch
 from daam import DAAMClassifier, DAAMConfig, Explanation
 from daam.modalities import MODALITIES
 from daam.pools import masked_mean
-from daam.train import FeatureCache, TrainSettings, fit
+from daam.features import FeatureCache
+from daam.train import TrainSettings, fit
 
 POSITIONS, LAYERS, DIM = 12, 2, 16
 

@@ -1,0 +1,176 @@
+"""Where a training run keeps its encoder features: in memory, on disk, or nowhere (the encoder runs each time).
+
+Every kind answers the same three questions for the training loop (daam.train): `length(i)` (positions of item i,
+for bucketing), `batch(idx)` (padded features, mask, labels) and `labels`.
+
+    FeatureCache        every item's features in memory, float16, positions first and ragged (small data, tests)
+    DiskFeatureCache    the same in shard files under a directory named by what was encoded (the inputs and the
+                        encoder): written once, a shard at a time, and read back a batch at a time with plain reads,
+                        so memory does not grow with the number of items. A shard counts once its index is written
+                        (last, by a rename): a run that is killed resumes from its last complete shard.
+    StreamingFeatures   no cache at all: each batch runs the encoder (data too large for the disk)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+SHARD_ITEMS = 4096  # items per shard: the unit of resumption, and of open files (a million items: 245)
+
+
+def pad(items: list[torch.Tensor], position_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged (positions, ...) items -> float32 features with positions on position_axis, and the mask."""
+    padded = nn.utils.rnn.pad_sequence(items, batch_first=True).float()  # (batch, positions, ...)
+    lengths = torch.tensor([len(item) for item in items])
+    mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+    return padded.movedim(1, position_axis), mask
+
+
+@dataclass
+class FeatureCache:
+    """Each example's encoder features in float16, positions first and ragged; `batch` pads them."""
+
+    items: list[torch.Tensor]  # (positions, ...) each
+    labels: torch.Tensor
+    position_axis: int  # where positions go in a batch, as the encoder gives them
+    truncated: int = 0  # inputs the encoder did not read whole (a text beyond its token limit)
+
+    def length(self, i: int) -> int:
+        return self.items[i].shape[0]
+
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (*pad([self.items[i] for i in idx], self.position_axis), self.labels[idx])
+
+
+class DiskFeatureCache:
+    """Features in shard files (see the module's docstring): shard-NNNNN.f16 holds its items' rows back to back,
+    float16, positions first; shard-NNNNN.json their item numbers and lengths, written once the rows are."""
+
+    def __init__(self, directory: Path, labels: torch.Tensor, position_axis: int, row_shape: tuple[int, ...],
+                 shards: list[dict]) -> None:
+        self.directory, self.labels, self.position_axis = Path(directory), labels, position_axis
+        self.row_shape, self.row_bytes = tuple(row_shape), int(np.prod(row_shape)) * 2
+        n = len(labels)
+        self.shard, self.start, self.lengths = np.zeros(n, np.int32), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.truncated = 0
+        for number, shard in enumerate(shards):
+            items, lengths = np.asarray(shard["items"]), np.asarray(shard["lengths"])
+            self.shard[items], self.lengths[items] = number, lengths
+            self.start[items] = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # in rows
+            self.truncated += shard["truncated"]
+        self._files: dict[int, int] = {}  # shard -> an open file descriptor, opened on first read
+
+    def length(self, i: int) -> int:
+        return int(self.lengths[i])
+
+    def _rows(self, i: int) -> torch.Tensor:
+        shard = int(self.shard[i])
+        if shard not in self._files:
+            self._files[shard] = os.open(self.directory / f"shard-{shard:05d}.f16", os.O_RDONLY)
+        data = os.pread(self._files[shard], int(self.lengths[i]) * self.row_bytes, int(self.start[i]) * self.row_bytes)
+        return torch.from_numpy(np.frombuffer(data, np.float16).reshape(-1, *self.row_shape).copy())
+
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (*pad([self._rows(i) for i in idx], self.position_axis), self.labels[idx])
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_files", {}).values():
+            os.close(fd)
+
+
+class StreamingFeatures:
+    """No cache: each batch runs the encoder on its inputs. length() is the inputs' sort key (0 without one): it
+    only orders items into batches of similar length."""
+
+    def __init__(self, encoder, inputs: list, labels: torch.Tensor, sort_key=None) -> None:
+        self.encoder, self.inputs, self.labels, self.sort_key = encoder, inputs, labels, sort_key
+        self.position_axis, self.truncated = encoder.position_axis, 0
+
+    def length(self, i: int) -> int:
+        return self.sort_key(self.inputs[i]) if self.sort_key else 0
+
+    @torch.no_grad()
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.encoder([self.inputs[i] for i in idx])
+        return out.features.float().cpu(), out.mask.cpu(), self.labels[idx]
+
+
+def input_digest(inputs: list) -> str:
+    """A fingerprint of the inputs: texts, file paths (with each file's size and time), arrays' bytes, and the
+    fields of dataclasses such as prepared clips."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if isinstance(value, np.ndarray):
+            digest.update(f"{value.dtype}{value.shape}".encode() + value.tobytes())
+        elif dataclasses.is_dataclass(value):
+            for field in dataclasses.fields(value):
+                feed(getattr(value, field.name))
+        elif isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+            stat = os.stat(value)
+            digest.update(f"{value}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        else:
+            digest.update(repr(value).encode())
+        digest.update(b"\0")
+
+    for item in inputs:
+        feed(item)
+    return digest.hexdigest()
+
+
+def cache_key(inputs: list, encoder_spec: dict) -> str:
+    """The name of a cache directory: what was encoded, and by which encoder with which settings."""
+    return hashlib.sha256((input_digest(inputs) + json.dumps(encoder_spec, sort_keys=True)).encode()).hexdigest()[:24]
+
+
+def encode_to_disk(encoder, inputs: list, labels: list[int], directory: Path, batch_size: int = 64,
+                   order: list[int] | None = None, shard_items: int = SHARD_ITEMS) -> DiskFeatureCache:
+    """Every input through the frozen encoder once, into shards under directory (its name should be cache_key's);
+    shards already complete there are kept, not encoded again. order: the encoding order (similar lengths
+    together pad less); shards are consecutive runs of it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    order = list(range(len(inputs))) if order is None else list(order)
+    runs = [order[s:s + shard_items] for s in range(0, len(order), shard_items)]
+    shards, row_shape = [], None
+    for number, items in enumerate(tqdm(runs, desc="encoding to disk", unit="shard")):
+        index = directory / f"shard-{number:05d}.json"
+        if not index.exists():
+            _write_shard(encoder, [inputs[i] for i in items], items, directory / f"shard-{number:05d}.f16", index,
+                         batch_size)
+        shard = json.loads(index.read_text())
+        if shard["items"] != items:
+            raise RuntimeError(f"{index} holds other items than this run's: delete {directory} and run again")
+        shards.append(shard)
+        row_shape = row_shape or tuple(shard["row_shape"])
+    return DiskFeatureCache(directory, torch.tensor(labels), encoder.position_axis, row_shape or (), shards)
+
+
+def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index: Path, batch_size: int) -> None:
+    """One shard: its rows streamed to disk a batch at a time, then its index, by a rename: the shard's commit."""
+    lengths, truncated, row_shape = [], 0, None
+    with open(rows_path, "wb") as rows:
+        for start in range(0, len(inputs), batch_size):
+            out = encoder(inputs[start:start + batch_size])
+            features = out.features.movedim(encoder.position_axis, 1).to(torch.float16).cpu()  # (batch, positions, ...)
+            for row, n in enumerate(out.mask.sum(1).tolist()):
+                rows.write(features[row, :n].contiguous().numpy().tobytes())
+                lengths.append(n)
+            row_shape = tuple(features.shape[2:])
+            truncated += sum("truncated" in note for note in out.truncation_notes)
+        rows.flush()
+        os.fsync(rows.fileno())
+    partial = index.with_suffix(".json.partial")
+    partial.write_text(json.dumps({"items": items, "lengths": lengths, "row_shape": list(row_shape),
+                                   "truncated": truncated}))
+    os.replace(partial, index)
