@@ -2,7 +2,7 @@
 
     python benchmarks/bench_encoders.py [--batch 64] [--rounds 5]
 
-Training and the comparison encode tens of thousands of Fashion-MNIST pictures once (daam.train.encode_all); this
+Training and the comparison encode tens of thousands of Fashion-MNIST pictures once (daam.features.encode_to_disk); this
 prints the compile's one-off cost, the median time per batch of each path over interleaved rounds, their ratio,
 and the largest difference between the two paths' features (random grey pictures, 2 CPU threads)."""
 

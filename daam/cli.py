@@ -104,6 +104,8 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     add_settings_arguments(parser)
     parser.add_argument("--cache-dir", help="where encoder features are kept between runs (default: "
                                             "$DAAM_FEATURE_CACHE, else ~/.cache/daam-lens/features)")
+    parser.add_argument("--shard-items", type=positive(int), help="items per feature shard: the unit a killed run "
+                                                                    "resumes from and processes share (default 4096)")
     parser.add_argument("--no-cache", action="store_true",
                         help="keep no features: the encoder runs for every batch (data too large for the disk)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 epochs, 2 seeds, little data")

@@ -159,7 +159,8 @@ def run(task, encoder: nn.Module, config, settings, args, data_time_s: float = 0
     from safetensors.torch import save_file
 
     from .metrics import classification_report, mean_sd
-    from .train import best_on_validation, features_for, predict, train_seeds
+    from .features import features_for
+    from .train import best_on_validation, predict, train_seeds
 
     started = time.time()
     checkpoint = Path(args.checkpoint)

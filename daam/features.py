@@ -25,7 +25,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from . import distributed
+
 SHARD_ITEMS = 4096  # items per shard: the unit of resumption, and of open files (a million items: 245)
+BULK_COMPILE_FROM = 2000  # inputs: below this the one-off compile costs more than it saves (bench_encoders.py)
 
 
 def pad(items: list[torch.Tensor], position_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,26 +140,33 @@ def encode_to_disk(encoder, inputs: list, labels: list[int], directory: Path, ba
                    order: list[int] | None = None, shard_items: int = SHARD_ITEMS) -> DiskFeatureCache:
     """Every input through the frozen encoder once, into shards under directory (its name should be cache_key's);
     shards already complete there are kept, not encoded again. order: the encoding order (similar lengths
-    together pad less); shards are consecutive runs of it."""
+    together pad less); shards are consecutive runs of it. In a group of processes (daam.distributed) process r
+    encodes the shards r, r + world, ...; all wait for every shard, then each reads them all."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    processes = distributed.current()
     order = list(range(len(inputs))) if order is None else list(order)
     runs = [order[s:s + shard_items] for s in range(0, len(order), shard_items)]
-    shards, row_shape = [], None
-    for number, items in enumerate(tqdm(runs, desc="encoding to disk", unit="shard")):
+    mine = list(range(processes.rank, len(runs), processes.world))
+    for number in tqdm(mine, desc="encoding to disk", unit="shard", disable=not processes.main):
         index = directory / f"shard-{number:05d}.json"
         if not index.exists():
-            _write_shard(encoder, [inputs[i] for i in items], items, directory / f"shard-{number:05d}.f16", index,
-                         batch_size)
-        shard = json.loads(index.read_text())
+            _write_shard(encoder, [inputs[i] for i in runs[number]], runs[number], directory / f"shard-{number:05d}.f16",
+                         index, batch_size, processes.rank)
+    distributed.barrier()
+    shards, row_shape = [], None
+    for number, items in enumerate(runs):
+        shard = json.loads((directory / f"shard-{number:05d}.json").read_text())
         if shard["items"] != items:
-            raise RuntimeError(f"{index} holds other items than this run's: delete {directory} and run again")
+            raise RuntimeError(f"{directory / f'shard-{number:05d}.json'} holds other items than this run's: delete "
+                               f"{directory} and run again")
         shards.append(shard)
         row_shape = row_shape or tuple(shard["row_shape"])
     return DiskFeatureCache(directory, torch.tensor(labels), encoder.position_axis, row_shape or (), shards)
 
 
-def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index: Path, batch_size: int) -> None:
+def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index: Path, batch_size: int,
+                 rank: int) -> None:
     """One shard: its rows streamed to disk a batch at a time, then its index, by a rename: the shard's commit."""
     lengths, truncated, row_shape = [], 0, None
     with open(rows_path, "wb") as rows:
@@ -172,5 +182,44 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
         os.fsync(rows.fileno())
     partial = index.with_suffix(".json.partial")
     partial.write_text(json.dumps({"items": items, "lengths": lengths, "row_shape": list(row_shape),
-                                   "truncated": truncated}))
+                                   "truncated": truncated, "encoded_by": rank}))
     os.replace(partial, index)
+
+
+def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, sort_key=None) -> FeatureCache:
+    """Every input through the frozen encoder once, in memory (small sets: a run's held-out ones). sort_key groups
+    similar lengths so batches pad less."""
+    order = sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
+    items: list[torch.Tensor | None] = [None] * len(inputs)
+    truncated = 0
+    for start in tqdm(range(0, len(order), batch_size), desc="encoding (once)", unit="batch"):
+        idx = order[start:start + batch_size]
+        out = encoder([inputs[i] for i in idx])
+        features = out.features.movedim(encoder.position_axis, 1)  # (batch, positions, ...)
+        for row, i in enumerate(idx):
+            items[i] = features[row, :int(out.mask[row].sum())].to(torch.float16).clone()
+        truncated += sum("truncated" in note for note in out.truncation_notes)
+    return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
+
+
+def features_for(task, encoder, config, args, batch_size: int = 64):
+    """A run's features: on disk under --cache-dir, in a directory named by the inputs and the encoder (a later run
+    on the same data reuses it; a killed one resumes it), or with --no-cache none (the encoder runs for every batch).
+    An encoder that can compile itself for bulk work does so when there are enough inputs for it to pay off. In a
+    group of processes each encodes its share of the shards (encode_to_disk) on its own device."""
+    encoder.to(distributed.current().device)
+    if getattr(args, "no_cache", False):
+        return StreamingFeatures(encoder, task.inputs, torch.tensor(task.targets), task.sort_key)
+    if len(task.inputs) >= BULK_COMPILE_FROM and hasattr(encoder, "compile_for_bulk"):
+        encoder.compile_for_bulk(batch_size)
+    inputs = task.inputs
+    order = sorted(range(len(inputs)), key=lambda i: task.sort_key(inputs[i])) if task.sort_key else None
+    key = cache_key(inputs, {"encoder": config.encoder, "preprocessing": config.preprocessing})
+    return encode_to_disk(encoder, inputs, task.targets, feature_cache_root(args) / key, batch_size, order,
+                          getattr(args, "shard_items", None) or SHARD_ITEMS)
+
+
+def feature_cache_root(args) -> Path:
+    """--cache-dir, else $DAAM_FEATURE_CACHE, else ~/.cache/daam-lens/features."""
+    default = os.environ.get("DAAM_FEATURE_CACHE") or Path.home() / ".cache" / "daam-lens" / "features"
+    return Path(getattr(args, "cache_dir", None) or default).expanduser()

@@ -4,6 +4,7 @@
     python -m daam.train image --out checkpoints/image
     python -m daam.train audio --out checkpoints/audio
     python -m daam.train --data reviews.csv --out my-checkpoint    # your own data (daam.data.files)
+    torchrun --nproc_per_node 2 -m daam.train ...                  # several processes (daam.distributed)
 
 Each modality's data and architecture come from its task (daam.data.*, named by daam.modalities).
 Steps: split (seed recorded); encode every example once with the frozen encoder; train DAAM and two
@@ -33,47 +34,9 @@ from .metrics import classification_report, head_movement, mean_sd
 from .model import DAAMClassifier, DAAMConfig
 from .pools import BASELINES
 from .model_card import write_card
-from .features import FeatureCache, StreamingFeatures, cache_key, encode_to_disk
+from . import distributed
+from .features import FeatureCache, encode_all, features_for
 from .settings import TrainSettings
-
-
-BULK_COMPILE_FROM = 2000  # inputs: below this the one-off compile costs more than it saves (bench_encoders.py)
-
-
-def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, sort_key=None) -> FeatureCache:
-    """Every input through the frozen encoder once, in memory (small sets: a run's held-out ones). sort_key groups
-    similar lengths so batches pad less."""
-    order = sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
-    items: list[torch.Tensor | None] = [None] * len(inputs)
-    truncated = 0
-    for start in tqdm(range(0, len(order), batch_size), desc="encoding (once)", unit="batch"):
-        idx = order[start:start + batch_size]
-        out = encoder([inputs[i] for i in idx])
-        features = out.features.movedim(encoder.position_axis, 1)  # (batch, positions, ...)
-        for row, i in enumerate(idx):
-            items[i] = features[row, :int(out.mask[row].sum())].to(torch.float16).clone()
-        truncated += sum("truncated" in note for note in out.truncation_notes)
-    return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
-
-
-def features_for(task: Task, encoder, config: DAAMConfig, args, batch_size: int = 64):
-    """A run's features: on disk under --cache-dir, in a directory named by the inputs and the encoder (a later run
-    on the same data reuses it; a killed one resumes it), or with --no-cache none (the encoder runs for every batch).
-    An encoder that can compile itself for bulk work does so when there are enough inputs for it to pay off."""
-    if getattr(args, "no_cache", False):
-        return StreamingFeatures(encoder, task.inputs, torch.tensor(task.targets), task.sort_key)
-    if len(task.inputs) >= BULK_COMPILE_FROM and hasattr(encoder, "compile_for_bulk"):
-        encoder.compile_for_bulk(batch_size)
-    inputs = task.inputs
-    order = sorted(range(len(inputs)), key=lambda i: task.sort_key(inputs[i])) if task.sort_key else None
-    key = cache_key(inputs, {"encoder": config.encoder, "preprocessing": config.preprocessing})
-    return encode_to_disk(encoder, inputs, task.targets, feature_cache_root(args) / key, batch_size, order)
-
-
-def feature_cache_root(args) -> Path:
-    """--cache-dir, else $DAAM_FEATURE_CACHE, else ~/.cache/daam-lens/features."""
-    default = os.environ.get("DAAM_FEATURE_CACHE") or Path.home() / ".cache" / "daam-lens" / "features"
-    return Path(getattr(args, "cache_dir", None) or default).expanduser()
 
 
 def parameter_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
@@ -104,14 +67,15 @@ def length_buckets(idx: list[int], cache: FeatureCache, batch_size: int, rng: ra
 @torch.no_grad()
 def predict(model: nn.Module, cache: FeatureCache, idx: list[int], batch_size: int = 256) -> tuple[np.ndarray, float]:
     model.eval()
+    device = next(model.parameters()).device
     preds, loss = [], 0.0
     by_length = sorted(range(len(idx)), key=lambda j: cache.length(idx[j]))  # less padding
     for start in range(0, len(idx), batch_size):
         rows = by_length[start:start + batch_size]
-        features, mask, y = cache.batch([idx[j] for j in rows])
-        logits = model(features, mask)
+        features, mask, y = (t.to(device) for t in cache.batch([idx[j] for j in rows]))
+        logits = model(features, mask).float()
         loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        preds.append((rows, logits.argmax(-1).numpy()))
+        preds.append((rows, logits.argmax(-1).cpu().numpy()))
     out = np.empty(len(idx), dtype=int)
     for rows, p in preds:
         out[rows] = p
@@ -119,9 +83,17 @@ def predict(model: nn.Module, cache: FeatureCache, idx: list[int], batch_size: i
 
 
 def fit(model: nn.Module, cache: FeatureCache, split: dict, settings: TrainSettings, seed: int, desc: str):
-    """Train, keeping the weights of the epoch with the best validation accuracy."""
+    """Train, keeping the weights of the epoch with the best validation accuracy; returns the model on the CPU.
+
+    In a group of processes (daam.distributed) every process draws the same batches and trains on its share of each
+    (every world-th example) through DistributedDataParallel, whose averaged gradients make a step the one process
+    would take on the whole batch: the same steps and schedule, whatever the number of processes. Each evaluates
+    the whole validation split, so all choose the same epoch."""
+    processes = distributed.current()
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    model.to(processes.device)
+    stepped = model if processes.world == 1 else nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     groups = [g for g in parameter_groups(model, settings) if g["params"]]
     optimiser = torch.optim.AdamW(groups)
     steps = settings.epochs * -(-len(split["train"]) // settings.batch_size)
@@ -130,12 +102,17 @@ def fit(model: nn.Module, cache: FeatureCache, split: dict, settings: TrainSetti
     y_val = cache.labels[split["val"]].numpy()
     curves = {"train_loss": [], "val_loss": [], "val_accuracy": []}
     best = (-1.0, None, -1)
-    for epoch in tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False):
+    for epoch in tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False, disable=not processes.main):
         model.train()
         total = 0.0
-        for batch in length_buckets(split["train"], cache, settings.batch_size, rng):
-            features, mask, y = cache.batch(batch)
-            loss = nn.functional.cross_entropy(model(features, mask), y)
+        for batch in length_buckets(split["train"], cache, settings.batch_size, rng):  # the same in every process
+            if len(batch) < processes.world:  # too small to share out (a pool's last few examples)
+                schedule.step()
+                continue
+            features, mask, y = (t.to(processes.device) for t in cache.batch(batch[processes.rank::processes.world]))
+            with distributed.autocast(processes.device):
+                logits = stepped(features, mask)
+            loss = nn.functional.cross_entropy(logits.float(), y)
             penalty = settings.head_diversity * head_overlap(model) if settings.head_diversity else 0.0
             optimiser.zero_grad()
             (loss + penalty).backward()
@@ -144,12 +121,13 @@ def fit(model: nn.Module, cache: FeatureCache, split: dict, settings: TrainSetti
             total += loss.item() * len(y)  # the curves report the classification loss alone
         pred, val_loss = predict(model, cache, split["val"])
         accuracy = float((pred == y_val).mean())
-        curves["train_loss"].append(round(total / len(split["train"]), 5))
+        curves["train_loss"].append(round(distributed.summed(total) / len(split["train"]), 5))
         curves["val_loss"].append(round(val_loss, 5))
         curves["val_accuracy"].append(round(accuracy, 5))
         if accuracy > best[0]:
             best = (accuracy, {k: v.clone() for k, v in model.state_dict().items()}, epoch)
     model.load_state_dict(best[1])
+    model.cpu()
     return {"val_accuracy": round(best[0], 4), "best_epoch": best[2], "curves": curves}
 
 
@@ -189,10 +167,12 @@ def learned_densities(model: DAAMClassifier) -> dict:
 
 
 def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSettings, args, data_time_s: float = 0.0) -> dict:
-    """Encode once; train DAAM and both baselines for each seed; test once; ship the best-on-validation DAAM."""
-    started = time.time()
+    """Encode once; train DAAM and both baselines for each seed; test once; ship the best-on-validation DAAM. In a
+    group of processes only the first writes the checkpoint and prints."""
+    started, processes = time.time(), distributed.current()
+    say = print if processes.main else (lambda *_: None)
     sizes = {k: len(v) for k, v in task.split.items()}
-    print(f"{task.description}: {len(task.inputs)} examples, split sizes {sizes}")
+    say(f"{task.description}: {len(task.inputs)} examples, split sizes {sizes}")
     cache = features_for(task, encoder, config, args)
     makers = {"daam": lambda: DAAMClassifier(config)}
     makers |= {name: lambda name=name: DAAMClassifier(config.baseline(name)) for name in BASELINES}
@@ -226,6 +206,7 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
         "seeds": seeds,
         "selection": "per run: epoch with the best validation accuracy; shipped DAAM: the seed with the best validation accuracy",
         "train_settings": vars(settings),
+        "processes": processes.world,
         "results": results,
         "head_movement": learned_densities(shipped),
         "quick": bool(args.quick),
@@ -234,10 +215,11 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
         metrics[name] = None if held_out is None else evaluate_held_out(held_out, encoder, trained, task.labels)
     metrics["train_time_s"] = round(time.time() - started, 1)
     metrics["data_time_s"] = data_time_s
-    write_checkpoint(out, shipped, metrics, curves)
-    print(f"test accuracy (mean ± sd over {len(seeds)} seeds): " + ", ".join(
+    if processes.main:
+        write_checkpoint(out, shipped, metrics, curves)
+    say(f"test accuracy (mean ± sd over {len(seeds)} seeds): " + ", ".join(
         f"{n} {r['test_accuracy']['mean']:.4f} ± {r['test_accuracy']['sd']:.4f}" for n, r in results.items()))
-    print(f"wrote {out} in {metrics['train_time_s']} s (and {data_time_s} s making the data)")
+    say(f"wrote {out} in {metrics['train_time_s']} s (and {data_time_s} s making the data)")
     return metrics
 
 
@@ -271,7 +253,11 @@ def main(argv: list[str] | None = None) -> None:
         task, encoder, config, data_time_s = prepare(args)
         run(task, encoder, config, settings, args, data_time_s)
 
-    run_command(parser, work)
+    distributed.start()  # torchrun / accelerate launch: join their group (nothing without a launcher)
+    try:
+        run_command(parser, work)
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ def test_bulk_encoding_takes_one_batch_size_and_falls_back_to_eager():
 def test_a_run_compiles_its_encoder_only_for_bulk_work(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    import daam.train
+    import daam.features
     from daam.data import Task
     from daam.encoders import Encoded
 
@@ -261,10 +261,10 @@ def test_a_run_compiles_its_encoder_only_for_bulk_work(monkeypatch, tmp_path):
     def task(n: int) -> Task:
         return Task("toy", ["a"], list(range(n)), [0] * n, {}, {})
 
-    monkeypatch.setattr(daam.train, "BULK_COMPILE_FROM", 5)
+    monkeypatch.setattr(daam.features, "BULK_COMPILE_FROM", 5)
     few, many = Recording(), Recording()
     config, args = SimpleNamespace(encoder={}, preprocessing={}), SimpleNamespace(cache_dir=str(tmp_path))
-    daam.train.features_for(task(4), few, config, args, batch_size=2)
-    cache = daam.train.features_for(task(5), many, config, args, batch_size=2)
+    daam.features.features_for(task(4), few, config, args, batch_size=2)
+    cache = daam.features.features_for(task(5), many, config, args, batch_size=2)
     assert few.compiled_for == [] and many.compiled_for == [2]
     assert [cache.length(i) for i in range(5)] == [2] * 5

@@ -1,6 +1,7 @@
 """Your own data and encoder: python -m daam.train --data PATH [--encoder DIR] --out DIR (daam.data.files)."""
 
 import argparse
+import os
 import csv
 import json
 import random
@@ -395,3 +396,32 @@ def test_a_second_run_on_the_same_data_reuses_its_features_and_no_cache_keeps_no
     assert not (tmp_path / "unused").exists()
     streamed = json.loads((tmp_path / "streamed" / "metrics.json").read_text())["results"]
     assert abs(streamed["daam"]["test_accuracy"]["mean"] - first["daam"]["test_accuracy"]["mean"]) <= 0.1
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_share_the_encoding_and_train_to_a_one_process_result(tmp_path):
+    import subprocess
+    import sys
+
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(300))
+    bert = tiny_bert(tmp_path / "bert")
+    argv = ["-m", "daam.train", "--data", str(data), "--encoder", str(bert), "--seeds", "2", "--epochs", "10",
+            "--shard-items", "40"]
+    runs = {}
+    for processes in (1, 2):
+        cache, out = tmp_path / f"features-{processes}", tmp_path / f"ckpt-{processes}"
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+        done = subprocess.run([sys.executable, *launcher, *argv, "--out", str(out)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600, env=dict(os.environ, DAAM_FEATURE_CACHE=str(cache)))
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[processes] = json.loads((out / "metrics.json").read_text())
+        shards = [json.loads(p.read_text()) for p in sorted(cache.rglob("shard-*.json"))]
+        items = [i for shard in shards for i in shard["items"]]
+        assert sorted(items) == list(range(300)) and len(shards) == 8  # every item encoded exactly once
+        assert {shard["encoded_by"] for shard in shards} == set(range(processes))  # the work shared out
+        assert done.stdout.count("wrote ") == 1 and not list(tmp_path.glob(f".ckpt-{processes}.partial-*"))
+    one, two = runs[1], runs[2]
+    assert (one["processes"], two["processes"]) == (1, 2) and one["split"] == two["split"]
+    spread = max(one["results"]["daam"]["test_accuracy"]["sd"], two["results"]["daam"]["test_accuracy"]["sd"], 0.05)
+    assert abs(one["results"]["daam"]["test_accuracy"]["mean"] - two["results"]["daam"]["test_accuracy"]["mean"]) <= 2 * spread
+    assert two["results"]["daam"]["test_accuracy"]["mean"] > 0.8
