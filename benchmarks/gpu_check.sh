@@ -43,9 +43,11 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
-# The library's tests, CUDA ones included (tests/test_cuda.py); not the app's or the browser's.
+# The library's tests, CUDA ones included (tests/test_cuda.py), and training (which runs on the GPU, in bf16 autocast);
+# not the app's or the browser's.
 step tests "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_second_derivatives.py \
-    tests/test_attention.py tests/test_fused.py tests/test_original.py tests/test_relevance.py
+    tests/test_attention.py tests/test_fused.py tests/test_original.py tests/test_relevance.py \
+    tests/test_features.py tests/test_mechanisms.py tests/test_adding_a_modality.py
 step bench_core "$PYTHON" benchmarks/bench_core.py --device cuda --rounds 20
 if "$PYTHON" -c "import gradio, plotly, gradio_client" 2>/dev/null; then
     step bench_app timeout 300 "$PYTHON" benchmarks/bench_app.py
