@@ -425,3 +425,34 @@ def test_two_processes_under_torchrun_share_the_encoding_and_train_to_a_one_proc
     spread = max(one["results"]["daam"]["test_accuracy"]["sd"], two["results"]["daam"]["test_accuracy"]["sd"], 0.05)
     assert abs(one["results"]["daam"]["test_accuracy"]["mean"] - two["results"]["daam"]["test_accuracy"]["mean"]) <= 2 * spread
     assert two["results"]["daam"]["test_accuracy"]["mean"] > 0.8
+
+
+@pytest.mark.slow
+def test_explain_dataset_writes_a_parquet_row_per_item_in_parts_and_resumes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from daam.explain_dataset import main as explain_dataset
+
+    data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(120))
+    checkpoint = tmp_path / "ckpt"
+    train(["--data", str(data), "--encoder", str(tiny_bert(tmp_path / "bert")), "--out", str(checkpoint),
+           "--seeds", "1", "--epochs", "2"])
+    out = tmp_path / "explained"
+    explain_dataset(["--checkpoint", str(checkpoint), "--out", str(out), "--part-items", "50"])
+    parts = sorted(out.glob("part-*.parquet"))
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    table = pq.read_table(out).to_pylist()
+    assert sorted(row["id"] for row in table) == list(range(120))
+    assert {row["split"] for row in table} == {"train", "val", "test"}
+    row = next(r for r in table if r["id"] == 7)
+    e = load_pretrained(checkpoint).explain(row["input"])
+    assert (row["label"], row["predicted_label"]) == (reviews(120)[7][1], e.predicted_label)
+    np.testing.assert_allclose(row["relevance"], e.position_relevance, rtol=1e-5, atol=1e-6)
+    assert np.asarray(row["gates"]).shape == e.position_weights.shape and row["position_labels"] == e.position_labels
+    written = {p.name: p.stat().st_mtime_ns for p in parts}
+    parts[1].unlink()  # a part that was never finished: the next run writes it, and only it
+    explain_dataset(["--checkpoint", str(checkpoint), "--out", str(out), "--part-items", "50"])
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(out.glob("part-*.parquet")) if p.name != parts[1].name} == {
+        k: v for k, v in written.items() if k != parts[1].name} and parts[1].exists()
+    explain_dataset(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "test"), "--split", "test"])
+    assert {r["split"] for r in pq.read_table(tmp_path / "test").to_pylist()} == {"test"}

@@ -285,24 +285,34 @@ def card_sections(metrics: dict, config) -> dict:
                     "Explanations describe what the model uses, not what is true of the input.")
 
 
+def task_of_checkpoint(args) -> Task:
+    """The Task of --data (args.data) when given, else of the files the checkpoint args.checkpoint was trained on
+    (its metrics.json names them and their options); a DataError for a checkpoint of a built-in dataset."""
+    import argparse
+    import json
+
+    if args.data:
+        return task(args)
+    directory = Path(args.checkpoint)
+    try:
+        data = json.loads((directory / "metrics.json").read_text())["data"]
+        modality = json.loads((directory / "config.json").read_text())["modality"]
+    except (OSError, ValueError, KeyError):
+        raise DataError(f"{directory}: no metrics.json naming its data; pass --data") from None
+    if data.get("kind") != "files":
+        raise DataError(f"{directory} was trained on a built-in dataset; pass --data with the files to read")
+    options = {"text_column": "text", "label_column": "label", "label_names": None} | data.get("options", {})
+    return task(argparse.Namespace(data=data["path"], modality=modality, max_length=data.get("max_length"), **options))
+
+
 def test_examples(checkpoint: Path, count: int | None = 6) -> list:
     """The first `count` inputs (None: all) of the test split of the files a checkpoint was trained on (its
     metrics.json names them), as explain() takes them; empty for a checkpoint of a built-in dataset, or when the
     files are gone."""
     import argparse
-    import json
 
     try:
-        data = json.loads((Path(checkpoint) / "metrics.json").read_text())["data"]
-        modality = json.loads((Path(checkpoint) / "config.json").read_text())["modality"]
-    except (OSError, ValueError, KeyError):
-        return []
-    if data.get("kind") != "files":
-        return []
-    args = argparse.Namespace(data=data["path"], modality=modality, max_length=data.get("max_length"),
-                              **{"text_column": "text", "label_column": "label", "label_names": None} | data.get("options", {}))
-    try:
-        held_out = task(args)
+        held_out = task_of_checkpoint(argparse.Namespace(data=None, checkpoint=checkpoint))
     except DataError:
         return []
     return [held_out.inputs[i] for i in held_out.split["test"][:count]]

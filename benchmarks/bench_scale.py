@@ -1,0 +1,142 @@
+"""Scale, side by side in one run, with a tiny local encoder (a 2-layer, 32-wide random BERT) so that it is quick:
+
+    python benchmarks/bench_scale.py [--small 10000] [--large 100000]
+
+- peak RSS of `python -m daam.train` on `--small` and on `--large` generated sentences (features on disk: the
+  ratio should stay near 1; goal <= 1.2);
+- encoding throughput into the disk cache against the bare encoder's own forward pass on the same batches in the
+  same order (goal >= 0.9);
+- one process against two (`torchrun --nproc_per_node 2`) on the small set, 4 epochs, 8 shards: items per second of
+  the whole run, the items each process encoded, and each run's DAAM test accuracy;
+- `daam.explain_dataset` on the small set with the one-process checkpoint: items per second against the bare
+  encoder's (goal >= 0.8).
+The sentences are random words from a small vocabulary; the label says whether a "good" word outnumbers a "bad" one."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GOOD, BAD = ["good", "great", "fine", "lovely"], ["bad", "awful", "dull", "poor"]
+FILLER = [f"w{i}" for i in range(200)]
+PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, "
+            "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def write_sentences(path: Path, count: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(count):
+            words = rng.choices(FILLER, k=rng.randint(6, 14)) + rng.choices(GOOD if i % 2 else BAD, k=2)
+            rng.shuffle(words)
+            writer.writerow([" ".join(words), "positive" if i % 2 else "negative"])
+    return path
+
+
+def tiny_bert(directory: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *GOOD, *BAD, *FILLER])}
+    BertTokenizerFast(vocab=vocab).save_pretrained(directory)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(directory)
+    return directory
+
+
+def train_command(data: Path, encoder: Path, out: Path, *options: str, processes: int = 1) -> list[str]:
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    return [sys.executable, *launcher, "-m", "daam.train", "--data", str(data), "--encoder", str(encoder),
+            "--out", str(out), "--seeds", "1", *options]
+
+
+def peak_rss_mb(command: list[str], env: dict) -> float:
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout) / 1024
+
+
+def encoding_ratio(texts: list[str], encoder_dir: Path, cache: Path) -> tuple[float, float]:
+    """Items per second encoding into the disk cache, and of the bare encoder on the same batches in the same order."""
+    import torch
+
+    from daam.features import encode_to_disk
+    from daam.modalities.text import TextEncoder
+
+    torch.set_num_threads(2)
+    encoder = TextEncoder(path=str(encoder_dir), max_length=64)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    encoder([texts[i] for i in order[:64]])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(order), 64):
+        encoder([texts[i] for i in order[start:start + 64]])
+    bare = len(texts) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    encode_to_disk(encoder, texts, [0] * len(texts), cache, batch_size=64, order=order)
+    return len(texts) / (time.perf_counter() - started), bare
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="daam-scale-") as tmp:
+        tmp = Path(tmp)
+        encoder = tiny_bert(tmp / "bert")
+        env = dict(os.environ, DAAM_FEATURE_CACHE=str(tmp / "features"), HF_HUB_OFFLINE="1")
+        rss = {}
+        for count in (args.small, args.large):
+            data = write_sentences(tmp / f"sentences-{count}.csv", count)
+            rss[count] = peak_rss_mb(train_command(data, encoder, tmp / f"ckpt-{count}", "--epochs", "1"), env)
+        print(f"peak RSS of daam.train: {args.small:,} items {rss[args.small]:.0f} MB, {args.large:,} items "
+              f"{rss[args.large]:.0f} MB: {rss[args.large] / rss[args.small]:.2f}x   (goal <= 1.2)")
+
+        texts = [row[0] for row in list(csv.reader(open(tmp / f"sentences-{args.small}.csv")))[1:]]
+        disk, bare = encoding_ratio(texts, encoder, tmp / "encoding")
+        print(f"encoding {args.small:,} items: into the disk cache {disk:.0f} items/s, the bare encoder {bare:.0f} "
+              f"items/s: {disk / bare:.2f}x   (goal >= 0.9)")
+
+        data = tmp / f"sentences-{args.small}.csv"
+        seconds = {}
+        for processes in (1, 2):
+            cache = tmp / f"features-{processes}"
+            started = time.perf_counter()
+            command = train_command(data, encoder, tmp / f"procs-{processes}", "--epochs", "4", "--shard-items",
+                                    str(-(-args.small // 8)), processes=processes)
+            subprocess.run(command, cwd=ROOT,
+                           env=env | {"DAAM_FEATURE_CACHE": str(cache)}, capture_output=True, check=True)
+            seconds[processes] = time.perf_counter() - started
+            shards = [json.loads(p.read_text()) for p in cache.rglob("shard-*.json")]
+            per_rank = {r: sum(len(s["items"]) for s in shards if s["encoded_by"] == r) for r in range(processes)}
+            accuracy = json.loads((tmp / f"procs-{processes}" / "metrics.json").read_text())["results"]["daam"]
+            print(f"{processes} process{'es' if processes > 1 else ''}: {args.small / seconds[processes]:.0f} items/s "
+                  f"over the whole run ({seconds[processes]:.0f} s), items encoded per process {per_rank}, "
+                  f"DAAM test accuracy {accuracy['test_accuracy']['mean']:.4f}")
+        print(f"2 processes / 1: {seconds[1] / seconds[2]:.2f}x the items per second (2 cores here)")
+
+        from daam.explain_dataset import explain_dataset
+
+        started = time.perf_counter()
+        explain_dataset(tmp / "procs-1", None, tmp / "explained")
+        explained = args.small / (time.perf_counter() - started)
+        print(f"explain_dataset: {explained:.0f} items/s (Parquet rows, relevance and gates included), the bare "
+              f"encoder {bare:.0f} items/s: {explained / bare:.2f}x   (goal >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()
