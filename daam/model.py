@@ -200,24 +200,26 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         daam_ms = (time.perf_counter() - start) * 1e3
 
         labels = self.config.labels
+        # To numpy once per batch: per item, what follows slices arrays rather than calling torch.
+        lengths = mask.sum(1).tolist()
+        weights_np, importance = position_weights.cpu().numpy(), layer_importance.cpu().numpy()
+        positions_np, heads_np = relevance.positions.cpu().numpy(), relevance.heads.cpu().numpy()
+        stages = {"layers": (inter.layers, pool.layer_attention, 3), "positions": (inter.positions, pool.position_attention, 2)}
+        z_of = {name: (stage.z.cpu().numpy(), self._head_channels(stage.z.shape[axis], module.num_heads), axis)
+                for name, (stage, module, axis) in stages.items() if name in density}
         explanations = []
-        for i in range(len(inputs)):
-            n = int(mask[i].sum())
-            z_values = {}
-            if "layers" in density:
-                z_values["layers"] = self._z_per_head(inter.layers.z[i, :, :n], pool.layer_attention, channel_axis=2)
-            if "positions" in density:
-                z_values["positions"] = self._z_per_head(inter.positions.z[i, :n], pool.position_attention, channel_axis=1)
+        for i, n in enumerate(lengths):
+            z_values = {name: self._z_per_head(z[i], heads, axis - 1, n) for name, (z, heads, axis) in z_of.items()}
             explanations.append(Explanation(
                 modality=self.config.modality,
                 labels=list(labels),
                 probabilities=[float(p) for p in probs[i]],
                 predicted_label=labels[int(probs[i].argmax())],
                 position_labels=list(encoded.position_labels[i]),
-                position_weights=position_weights[i, :, :n].cpu().numpy(),
-                position_relevance=relevance.positions[i, :n].cpu().numpy(),
-                head_relevance=relevance.heads[i, :, :n].cpu().numpy(),
-                layer_importance=layer_importance[i].cpu().numpy(),
+                position_weights=weights_np[i, :, :n].copy(),
+                position_relevance=positions_np[i, :n].copy(),
+                head_relevance=heads_np[i, :, :n].copy(),
+                layer_importance=importance[i].copy(),
                 layer_names=list(self.config.layer_names),
                 density=density,
                 z_values=z_values,
@@ -307,14 +309,21 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         return sums / channels
 
     @staticmethod
-    def _z_per_head(z: torch.Tensor, attention: nn.Module, channel_axis: int) -> list[np.ndarray]:
-        """Each head's z-values over this input's real entries, evenly subsampled to a fixed budget."""
-        heads = head_index(z.shape[channel_axis], attention.num_heads, z.device)
+    def _head_channels(channels: int, num_heads: int) -> list[np.ndarray]:
+        """The channels each head owns, as indices."""
+        heads = head_index(channels, num_heads, torch.device("cpu")).numpy()
+        return [np.flatnonzero(heads == h) for h in range(num_heads)]
+
+    @staticmethod
+    def _z_per_head(z: np.ndarray, heads: list[np.ndarray], channel_axis: int, length: int) -> list[np.ndarray]:
+        """Each head's z-values over one input's real entries (the first `length` positions, on axis channel_axis - 1),
+        evenly subsampled to a fixed budget."""
+        z = z[:, :length] if channel_axis == 2 else z[:length]  # layers stage: (layers, positions, channels)
         out = []
-        for h in range(attention.num_heads):  # ragged per-head output: a loop over a handful of heads is clearest
-            values = z.index_select(channel_axis, (heads == h).nonzero().flatten()).flatten()
-            step = max(1, values.numel() // Z_VALUES_PER_HEAD)
-            out.append(values[::step][:Z_VALUES_PER_HEAD].cpu().numpy())
+        for channels in heads:  # ragged per-head output: a loop over a handful of heads is clearest
+            values = np.take(z, channels, axis=channel_axis).ravel()
+            step = max(1, values.size // Z_VALUES_PER_HEAD)
+            out.append(values[::step][:Z_VALUES_PER_HEAD].copy())
         return out
 
     # ------------------------------------------------------------------ checkpoint I/O
