@@ -39,7 +39,7 @@ from daam import load_pretrained  # noqa: E402
 from daam.data import SPLIT_SEED, stratified_split  # noqa: E402
 from daam.data.files import test_examples  # noqa: E402
 from daam.compare import load_mechanisms, unit_weights  # noqa: E402
-from daam.faithfulness import FRACTIONS, deletion_curves, unit_case  # noqa: E402
+from daam.faithfulness import FRACTIONS, deletion_curves, kendall_tau, trust_measures, unit_case  # noqa: E402
 
 
 def occlusion(case, target: int) -> np.ndarray:
@@ -113,7 +113,7 @@ def main() -> None:
     args.modality = model.config.modality
     pool = load_mechanisms(checkpoint, model).get("softmax_attention")
     rng = np.random.default_rng(0)
-    drops, gains, costs = {}, {}, {}
+    drops, gains, costs, trust = {}, {}, {}, {}
     items = held_out(args.modality, args.items, checkpoint)
     args.items = len(items)
     for item in items:
@@ -123,6 +123,10 @@ def main() -> None:
             drops.setdefault(name, []).append(drop)
             gains.setdefault(name, []).append(gain)
             costs.setdefault(name, []).append(cost[name])
+            measures = trust_measures(case, scores[name], target) | {
+                "kendall_tau_occlusion": kendall_tau(scores[name], scores["occlusion"])}
+            for measure, value in measures.items():
+                trust.setdefault(name, {}).setdefault(measure, []).append(value)
     print(f"{args.modality}: {args.items} held-out inputs; deletion drop / insertion recovery of the predicted "
           f"class's probability at {', '.join(f'{f:.0%}' for f in FRACTIONS)} of units")
     header = "method".ljust(22) + "".join(f"del {f:.0%}".rjust(9) for f in FRACTIONS) + "  del AOPC" + "".join(
@@ -137,6 +141,13 @@ def main() -> None:
     print(f"relevance / occlusion at 20%: {d20['relevance'] / occlusion_20:.3f}x (goal >= 0.8); "
           f"raw gate - random at 20%: {d20['raw gate'] - d20['random']:+.3f} (goal >= 0); "
           f"occlusion costs {np.median(costs['occlusion']) / np.median(costs['relevance']):.1f}x relevance's time")
+    print("\nthe field's measures (mean ± sd over the inputs): comprehensiveness and sufficiency as AOPC over removing / "
+          "keeping the top 1, 5, 10, 20, 50% of units (ERASER), log-odds at 20% removed, Kendall tau with leave-one-out "
+          "occlusion")
+    print("method".ljust(22) + "".join(m.rjust(24) for m in ("comprehensiveness ↑", "sufficiency ↓", "log-odds ↓",
+                                                                   "tau with occlusion ↑")))
+    for name, measures in trust.items():
+        print(name.ljust(22) + "".join(f"{np.mean(v):14.3f} ± {np.std(v):6.3f}" for v in measures.values()))
     if args.write:
         record(checkpoint, model, args, drops, gains, costs)
 

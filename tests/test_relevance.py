@@ -426,3 +426,44 @@ def test_daam_gives_position_weights_as_the_mechanisms_do(scored):
     torch.testing.assert_close(again, weights)
     gate = inter.positions.gate.mean(-1) * mask  # the raw gate, normalised: what the position stage lets through
     torch.testing.assert_close(weights, gate / gate.sum(1, keepdim=True))
+
+
+class AdditiveCase:
+    """A model whose target log-odds are the sum of the kept units' weights: every measure's answer is known."""
+
+    unit = "units"
+
+    def __init__(self, weights) -> None:
+        self.weights, self.units = np.asarray(weights, dtype=float), len(weights)
+
+    def probabilities(self, keeps: np.ndarray) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(np.asarray(keeps) @ self.weights)))
+        return np.stack([1 - p, p], 1)
+
+
+def test_trust_measures_rank_the_true_ranking_above_a_random_one_and_its_reverse():
+    from daam.faithfulness import kendall_tau, leave_one_out, top_units, trust_measures
+
+    rng = np.random.default_rng(0)
+    case = AdditiveCase(rng.normal(0.1, 1.0, 40))
+    truth, reverse, random_order = case.weights, -case.weights, rng.random(40)
+    good, bad, chance = (trust_measures(case, s, target=1) for s in (truth, reverse, random_order))
+    assert good["comprehensiveness"] > chance["comprehensiveness"] > bad["comprehensiveness"]
+    assert good["sufficiency"] < chance["sufficiency"] < bad["sufficiency"]
+    assert good["log_odds"] < 0 < bad["log_odds"]
+    # Removing the top 20% of an additive model lowers its log-odds by exactly their weights' sum.
+    assert good["log_odds"] == pytest.approx(-truth[top_units(truth, 0.2)].sum(), rel=1e-6)
+    occlusion = leave_one_out(case, target=1)
+    assert kendall_tau(truth, occlusion) == pytest.approx(1.0) and kendall_tau(reverse, occlusion) == pytest.approx(-1.0)
+    assert list(top_units(np.array([0.1, 0.9, 0.5]), 0.01)) == [1]  # 1% of three units is still one unit
+
+
+def test_kendall_tau_agrees_with_scipy_with_ties():
+    stats = pytest.importorskip("scipy.stats")
+    from daam.faithfulness import kendall_tau
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a, b = rng.integers(0, 4, 12), rng.normal(size=12).round(1)
+        assert kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic)
+    assert kendall_tau(np.ones(5), np.arange(5)) == 0.0
