@@ -5,7 +5,6 @@ ends on bad data."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -137,17 +136,17 @@ def _from_checkpoint(args) -> None:
     """What a checkpoint was trained on, from its config.json and metrics.json: for one of a user's files
     (daam.data.files) --data, its options and --modality; else its modality's built-in dataset. Nothing where the
     checkpoint does not say (parse() then asks for MODALITY or --data)."""
-    directory = Path(args.checkpoint)
     try:
-        trained_on = json.loads((directory / "config.json").read_text())["modality"]
-        data = json.loads((directory / "metrics.json").read_text())["data"]
-    except (OSError, ValueError, KeyError):
+        modality, data = files.trained_on(args.checkpoint)
+    except DataError:
+        return
+    if not data:  # a checkpoint without its metrics says nothing of its data
         return
     if data.get("kind") != "files":
-        args.builtin = trained_on
+        args.builtin = modality
         return
-    args.modality, args.data = trained_on, data["path"]
-    for option in ("text_column", "label_column", "label_names"):
+    args.modality, args.data = modality, data["path"]
+    for option in files.COLUMN_OPTIONS:
         setattr(args, option, data.get("options", {}).get(option, getattr(args, option)))
 
 

@@ -50,9 +50,7 @@ def explain_dataset(checkpoint: Path, data: str | None, out: Path, split: str | 
 
     processes = distributed.current()
     model = load_pretrained(checkpoint, device=processes.device)
-    args = argparse.Namespace(data=data, modality=model.config.modality, max_length=None, text_column="text",
-                              label_column="label", label_names=None, checkpoint=str(checkpoint))
-    task = files.task_of_checkpoint(args)  # the checkpoint's own files unless --data names others
+    task = files.task_of_checkpoint(checkpoint, data)  # the checkpoint's own files unless --data names others
     if task.labels != model.config.labels:
         raise DataError(f"the data's labels {task.labels} are not the checkpoint's {model.config.labels}")
     split_of = {i: name for name, idx in task.split.items() for i in idx}
@@ -77,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m daam.explain_dataset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--data", help="other files than the checkpoint's own (daam.data.files)")
+    parser.add_argument("--data", help="other files than the checkpoint's own (daam.data.files), read with the columns "
+                                       "it was trained with")
     parser.add_argument("--out", required=True, type=Path, help="a directory for the Parquet parts")
     parser.add_argument("--split", choices=["train", "val", "test"], help="only this split (default: every item)")
     parser.add_argument("--part-items", type=int, default=PART_ITEMS, help="items per Parquet part")

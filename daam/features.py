@@ -19,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -170,14 +171,10 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
     """One shard: its rows streamed to disk a batch at a time, then its index, by a rename: the shard's commit."""
     lengths, truncated, row_shape = [], 0, None
     with open(rows_path, "wb") as rows:
-        for start in range(0, len(inputs), batch_size):
-            out = encoder(inputs[start:start + batch_size])
-            features = out.features.movedim(encoder.position_axis, 1).to(torch.float16).cpu()  # (batch, positions, ...)
-            for row, n in enumerate(out.mask.sum(1).tolist()):
-                rows.write(features[row, :n].contiguous().numpy().tobytes())
-                lengths.append(n)
-            row_shape = tuple(features.shape[2:])
-            truncated += sum("truncated" in note for note in out.truncation_notes)
+        for features, was_truncated in encoded_rows(encoder, inputs, batch_size):
+            rows.write(features.contiguous().numpy().tobytes())
+            lengths.append(len(features))
+            row_shape, truncated = tuple(features.shape[1:]), truncated + was_truncated
         rows.flush()
         os.fsync(rows.fileno())
     partial = index.with_suffix(".json.partial")
@@ -186,19 +183,29 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
     os.replace(partial, index)
 
 
+def encoded_rows(encoder, inputs: list, batch_size: int) -> Iterator[tuple[torch.Tensor, bool]]:
+    """Each input's features in float16 on the CPU, (positions, ...) over its real positions only (a view of its
+    batch), and whether the encoder truncated it; encoded batch_size inputs at a time, in the inputs' order."""
+    for start in range(0, len(inputs), batch_size):
+        out = encoder(inputs[start:start + batch_size])
+        features = out.features.movedim(encoder.position_axis, 1).to(torch.float16).cpu()  # (batch, positions, ...)
+        for row, (n, note) in enumerate(zip(out.mask.sum(1).tolist(), out.truncation_notes)):
+            yield features[row, :n], "truncated" in note
+
+
+def encoding_order(inputs: list, sort_key=None) -> list[int]:
+    """The order to encode inputs in: by sort_key (similar lengths together pad less), else as they come."""
+    return sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
+
+
 def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, sort_key=None) -> FeatureCache:
-    """Every input through the frozen encoder once, in memory (small sets: a run's held-out ones). sort_key groups
-    similar lengths so batches pad less."""
-    order = sorted(range(len(inputs)), key=lambda i: sort_key(inputs[i])) if sort_key else list(range(len(inputs)))
+    """Every input through the frozen encoder once, in memory (small sets: a run's held-out ones)."""
+    order = encoding_order(inputs, sort_key)
     items: list[torch.Tensor | None] = [None] * len(inputs)
     truncated = 0
-    for start in tqdm(range(0, len(order), batch_size), desc="encoding (once)", unit="batch"):
-        idx = order[start:start + batch_size]
-        out = encoder([inputs[i] for i in idx])
-        features = out.features.movedim(encoder.position_axis, 1)  # (batch, positions, ...)
-        for row, i in enumerate(idx):
-            items[i] = features[row, :int(out.mask[row].sum())].to(torch.float16).clone()
-        truncated += sum("truncated" in note for note in out.truncation_notes)
+    rows = encoded_rows(encoder, [inputs[i] for i in order], batch_size)
+    for i, (features, was_truncated) in tqdm(zip(order, rows), total=len(order), desc="encoding (once)", unit="input"):
+        items[i], truncated = features.clone(), truncated + was_truncated  # a copy: not a view of the whole batch
     return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
 
 
@@ -213,9 +220,9 @@ def features_for(task, encoder, config, args, batch_size: int = 64):
     if len(task.inputs) >= BULK_COMPILE_FROM and hasattr(encoder, "compile_for_bulk"):
         encoder.compile_for_bulk(batch_size)
     inputs = task.inputs
-    order = sorted(range(len(inputs)), key=lambda i: task.sort_key(inputs[i])) if task.sort_key else None
     key = cache_key(inputs, {"encoder": config.encoder, "preprocessing": config.preprocessing})
-    return encode_to_disk(encoder, inputs, task.targets, feature_cache_root(args) / key, batch_size, order,
+    return encode_to_disk(encoder, inputs, task.targets, feature_cache_root(args) / key, batch_size,
+                          encoding_order(inputs, task.sort_key),
                           getattr(args, "shard_items", None) or SHARD_ITEMS)
 
 

@@ -285,34 +285,44 @@ def card_sections(metrics: dict, config) -> dict:
                     "Explanations describe what the model uses, not what is true of the input.")
 
 
-def task_of_checkpoint(args) -> Task:
-    """The Task of --data (args.data) when given, else of the files the checkpoint args.checkpoint was trained on
-    (its metrics.json names them and their options); a DataError for a checkpoint of a built-in dataset."""
-    import argparse
+COLUMN_OPTIONS = {"text_column": "text", "label_column": "label", "label_names": None}  # the command line's defaults
+
+
+def trained_on(checkpoint: Path) -> tuple[str, dict]:
+    """A checkpoint's modality (config.json) and what its metrics.json says of its data ({} where it has none); a
+    DataError when it is not a checkpoint."""
     import json
 
-    if args.data:
-        return task(args)
-    directory = Path(args.checkpoint)
+    directory = Path(checkpoint)
     try:
-        data = json.loads((directory / "metrics.json").read_text())["data"]
         modality = json.loads((directory / "config.json").read_text())["modality"]
     except (OSError, ValueError, KeyError):
-        raise DataError(f"{directory}: no metrics.json naming its data; pass --data") from None
-    if data.get("kind") != "files":
-        raise DataError(f"{directory} was trained on a built-in dataset; pass --data with the files to read")
-    options = {"text_column": "text", "label_column": "label", "label_names": None} | data.get("options", {})
-    return task(argparse.Namespace(data=data["path"], modality=modality, max_length=data.get("max_length"), **options))
+        raise DataError(f"{directory} is not a checkpoint: its config.json names no modality") from None
+    try:
+        return modality, json.loads((directory / "metrics.json").read_text())["data"]
+    except (OSError, ValueError, KeyError):
+        return modality, {}
+
+
+def task_of_checkpoint(checkpoint: Path, data: str | None = None) -> Task:
+    """The Task of the files a checkpoint was trained on (its metrics.json names them and their options), or of other
+    files, `data`, read with the same options; a DataError for a checkpoint of a built-in dataset without `data`."""
+    import argparse
+
+    modality, recorded = trained_on(checkpoint)
+    own = recorded if recorded.get("kind") == "files" else {}
+    if data is None and not own:
+        raise DataError(f"{checkpoint} was trained on a built-in dataset; pass --data with the files to read")
+    return task(argparse.Namespace(data=data or own["path"], modality=modality, max_length=own.get("max_length"),
+                                   **COLUMN_OPTIONS | own.get("options", {})))
 
 
 def test_examples(checkpoint: Path, count: int | None = 6) -> list:
     """The first `count` inputs (None: all) of the test split of the files a checkpoint was trained on (its
     metrics.json names them), as explain() takes them; empty for a checkpoint of a built-in dataset, or when the
     files are gone."""
-    import argparse
-
     try:
-        held_out = task_of_checkpoint(argparse.Namespace(data=None, checkpoint=checkpoint))
+        held_out = task_of_checkpoint(checkpoint)
     except DataError:
         return []
     return [held_out.inputs[i] for i in held_out.split["test"][:count]]
