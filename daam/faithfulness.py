@@ -7,13 +7,19 @@ benchmarks/bench_faithfulness.py on held-out data and by the app's "Can I trust 
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
+import torch
 
 from .modalities import modality
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)
 TRUST_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)  # ERASER's bins (DeYoung et al. 2020), as ferret uses them
 LOG_ODDS_FRACTION = 0.2
+RANDOMISED_PARTS = ("densities", "head")  # what the model-randomisation check redraws (Adebayo et al. 2018)
+UNCHANGED_RHO = 0.5  # a method whose ranking keeps Spearman rho above this under randomisation does not pass
 IG_STEPS = 16
 
 
@@ -46,9 +52,11 @@ def unit_case(model, item):
 
 
 def check(model, item, rng: np.random.Generator | None = None) -> dict:
-    """For one input: the deletion drop at each fraction when removing the most relevant units, and random ones.
+    """For one input: the deletion drop at each fraction when removing the most relevant units, and random ones, and
+    the trust measures (trust_measures) of both.
 
-    Random is the mean of 3 random orders. One explanation, then one batched pass of the model for every ranking."""
+    Random is the mean of 3 random orders. One explanation, then one batched pass of the model for every ranking's
+    deletion curve, and one per ranking for its trust measures."""
     rng = rng or np.random.default_rng(0)
     case = unit_case(model, item)
     explanation = model.explain(case.source)
@@ -57,7 +65,10 @@ def check(model, item, rng: np.random.Generator | None = None) -> dict:
     rankings |= {f"random {i}": rng.random(case.units) for i in range(3)}
     curves = deletion_curves(case, rankings, target, insertion=False)
     randoms = np.mean([curves[f"random {i}"][0] for i in range(3)], 0)
+    measured = {name: trust_measures(case, scores, target) for name, scores in rankings.items()}
+    random_trust = {k: float(np.mean([measured[f"random {i}"][k] for i in range(3)])) for k in measured["relevance"]}
     return {"fractions": list(FRACTIONS), "relevance": curves["relevance"][0], "random": [float(v) for v in randoms],
+            "trust": measured["relevance"], "random_trust": random_trust,
             "predicted_label": explanation.predicted_label, "units": case.units, "unit": case.unit}
 
 
@@ -109,3 +120,46 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     if not untied_a or not untied_b:
         return 0.0
     return float(np.sum(da * db) / np.sqrt(untied_a * untied_b))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho of two scorings of the same units: Pearson's correlation of their ranks (ties share the mean
+    rank); 0 where either scoring is constant."""
+    ranks = []
+    for values in (np.asarray(a, dtype=float), np.asarray(b, dtype=float)):
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        ranks.append((np.cumsum(counts) - (counts - 1) / 2)[inverse])  # the mean rank of each run of ties
+    ra, rb = ranks[0] - ranks[0].mean(), ranks[1] - ranks[1].mean()
+    norm = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / norm) if norm else 0.0
+
+
+@contextlib.contextmanager
+def randomised(model, part: str, seed: int = 0) -> Iterator:
+    """The model with one part redrawn at random, restored on exit: Adebayo et al.'s (2018) model-randomisation
+    sanity check, whose point is that an explanation of a model that learned nothing should change.
+
+        densities  every DAAM stage's offsets ~ U(-2, 2), scales ~ U(0.5, 1.5), mixture logits ~ N(0, 1)
+        head       the classifier head's weight and bias, as nn.Linear initialises them"""
+    from .densities import DensityHeads
+
+    if part not in RANDOMISED_PARTS:
+        raise ValueError(f"part must be one of {RANDOMISED_PARTS}, got {part!r}")
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(seed)
+    draw = lambda like, sample: sample(torch.empty(like.shape), generator).to(like)  # noqa: E731
+    with torch.no_grad():
+        if part == "densities":
+            for heads in (m for m in model.pool.modules() if isinstance(m, DensityHeads)):
+                heads.mean_offsets.copy_(draw(heads.mean_offsets, lambda t, g: t.uniform_(-2, 2, generator=g)))
+                scale = draw(heads.raw_scales, lambda t, g: t.uniform_(0.5, 1.5, generator=g))
+                heads.raw_scales.copy_(scale + torch.log(-torch.expm1(-scale)))  # inverse softplus
+                heads.mixture_logits.copy_(draw(heads.mixture_logits, lambda t, g: t.normal_(generator=g)))
+        else:
+            bound = model.head.in_features ** -0.5
+            for tensor in (model.head.weight, model.head.bias):
+                tensor.copy_(draw(tensor, lambda t, g: t.uniform_(-bound, bound, generator=g)))
+    try:
+        yield model
+    finally:
+        model.load_state_dict(saved)

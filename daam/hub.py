@@ -39,7 +39,8 @@ def resolve_checkpoint(path_or_repo_id: str | os.PathLike) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        local = snapshot_download(repo_id, allow_patterns=["model.safetensors", "config.json", "*.json", "README.md"])
+        local = snapshot_download(repo_id, allow_patterns=["model.safetensors", "ood.safetensors", "config.json", "*.json",
+                                                         "README.md"])
     except Exception as error:  # network errors, missing repos: all mean "cannot load"
         raise FileNotFoundError(f"could not fetch {repo_id!r} from the Hugging Face Hub: {error}") from error
     return _check_directory(Path(local))

@@ -26,6 +26,7 @@ from .attention import Intermediates, MultiHeadDensityAdaptiveAttention, head_in
 from .encoders import Encoded
 from .explanation import DensityStage, Explanation
 from .hub import resolve_checkpoint
+from .ood import OODDetector, views_of
 from .modalities import modality, resolve
 from .pools import BASELINES, DensityPool, ScoredDensityAttention, build_pool, masked_mean
 from .relevance import RelevanceMethod, build_relevance_method
@@ -107,6 +108,7 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         self.head = nn.Linear(config.dim, len(config.labels))
         self._encoder = None  # frozen, rebuilt from config.encoder, never saved with the weights
         self._densities: tuple | None = None  # (parameter versions, {stage: DensityStage}): see densities()
+        self.ood: OODDetector | None = None  # daam.ood: how unlike the training data an input is (None: not fitted)
         self.register_load_state_dict_pre_hook(_pool_keys_from_before_pools)
 
     # ------------------------------------------------------------------ model
@@ -191,6 +193,7 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
+        ood = None if self.ood is None else self.ood(views_of(self, inter, features, mask)).cpu().numpy()  # (b,)
         pool = self.density_pool
         position_weights = self._head_means(inter.positions.gate, pool.position_attention, channel_axis=2)  # (b, heads, positions)
         method = self.relevance_method
@@ -228,6 +231,8 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
                 timings={"encoder_ms": encoder_ms / len(inputs), "daam_ms": daam_ms / len(inputs)},
                 extras=encoded.extras[i] if encoded.extras else None,
                 relevance_method=method.name,
+                ood_score=None if ood is None else float(ood[i]),
+                out_of_distribution=None if ood is None else bool(ood[i] > self.ood.threshold),
             ))
         return explanations
 
@@ -335,6 +340,8 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
         (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        if self.ood is not None:
+            self.ood.save(directory)
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, *, device: str | torch.device = "cpu") -> "DAAMClassifier":
@@ -347,6 +354,9 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         config = DAAMConfig(**json.loads((directory / "config.json").read_text()))
         model = cls(config)
         model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        model.ood = OODDetector.load(directory)
+        if model.ood is not None:
+            model.ood.to(device)
         return model.to(device).eval()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from .attention import OVERLAP_MARGIN
+from .faithfulness import UNCHANGED_RHO
 from .modalities import modality, resolve
 from .model import DAAMConfig
 
@@ -85,7 +86,30 @@ drop of the predicted class's probability (insertion: keep only them). Higher is
 | method | deletion drop at 20% | deletion AOPC (10/20/30/50%) | insertion AOPC | ms per explanation |
 | --- | --- | --- | --- | --- |
 {rows}
-"""
+{trust_table(f)}"""
+
+
+def trust_table(f: dict) -> str:
+    """The field's measures and the randomisation check, when the run recorded them (mean ± sd over the inputs)."""
+    if "trust" not in f:
+        return ""
+    rows = []
+    for name, m in f["trust"].items():
+        rho = f["randomisation"].get(name)
+        check = (f"{rho['densities']:.2f} / {rho['head']:.2f} ({'passes' if max(rho.values()) <= UNCHANGED_RHO else 'fails'})"
+                 if rho else "n/a")
+        rows.append(f"| {name} | " + " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in
+                                              ("comprehensiveness", "sufficiency", "log_odds", "kendall_tau_occlusion"))
+                    + f" | {check} |")
+    return f"""
+The field's measures, {f['replacement']}: comprehensiveness and sufficiency as AOPC over removing / keeping the top
+1, 5, 10, 20 and 50% (ERASER), log-odds at 20% removed, Kendall tau with leave-one-out occlusion; and Adebayo et
+al.'s model-randomisation check: Spearman rho of the ranking with the density parameters / the classifier head
+redrawn at random (a method passes at {UNCHANGED_RHO} or less: it depends on what the model learned).
+
+| method | comprehensiveness ↑ | sufficiency ↓ | log-odds ↓ | tau with occlusion ↑ | rho randomised densities / head ↓ |
+| --- | --- | --- | --- | --- | --- |
+""" + "\n".join(rows) + "\n"
 
 
 def position_stage(config: DAAMConfig) -> str:
@@ -99,6 +123,29 @@ def position_stage(config: DAAMConfig) -> str:
     if config.pooling == "gate":
         return f"{stage}, each head's gates normalised over positions as the pooling weights of its channels"
     return f"{stage}, masked mean pooling of the gated positions"
+
+
+def ood_section(metrics: dict) -> str:
+    """The out-of-distribution detector (daam.ood) and how it did, when it has been fitted."""
+    o = metrics.get("ood")
+    if not o:
+        return ""
+    rows = "".join(f"\n| {name} | {d['items']} | {d['flagged']:.1%} | {d.get('refused', 0):.1%} |"
+                   for name, d in o.get("detection", {}).items())
+    detected = (f"""
+Detection on out-of-distribution sets, never used to fit the detector or set its threshold
+(`{o['detection_command']}`):
+
+| set | items | flagged | refused as unreadable (no prediction) |
+| --- | --- | --- | --- |{rows}
+""" if rows else "")
+    return f"""
+## Is this input like the training data?
+`daam.ood`: {o['method']}; fitted on {o['fitted_on']['train']:,} training items. An input is flagged when it lies
+farther than {o['quantile']:.0%} of {o['fitted_on']['val']:,} validation items (threshold {o['threshold']}); of
+{o['test_items']:,} test items, {o['test_flagged']:.1%} are flagged. The app says so above the prediction, and the
+Explanation carries `ood_score` and `out_of_distribution`.
+{detected}"""
 
 
 def write_card(out: Path, metrics: dict, config: DAAMConfig) -> None:
@@ -147,7 +194,7 @@ Confusion matrix of that checkpoint (rows: true, columns: predicted):
 
 Training time for the whole run (encoding, {len(metrics['seeds'])} seeds × 3 models): {metrics['train_time_s']} s on the
 machine that ran it{data_time_sentence(metrics)}. Curves: `training_curves.json`. All figures: `metrics.json`.
-{heads_section(metrics)}{faithfulness_section(metrics)}
+{heads_section(metrics)}{faithfulness_section(metrics)}{ood_section(metrics)}
 ## Encoder and preprocessing
 {sec['encoder']}
 

@@ -34,6 +34,8 @@ from .metrics import classification_report, head_movement, mean_sd
 from .model import DAAMClassifier, DAAMConfig
 from .pools import BASELINES
 from .model_card import write_card
+from .ood import OODDetector, cached_batches, view_features
+from .ood import summary as ood_summary
 from . import distributed
 from .features import FeatureCache, encode_all, features_for
 from .settings import TrainSettings
@@ -213,6 +215,10 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     }
     for name, held_out in task.held_out.items():
         metrics[name] = None if held_out is None else evaluate_held_out(held_out, encoder, trained, task.labels)
+    if processes.main:  # daam.ood: from the training split's features, the threshold from validation's
+        features = {name: view_features(shipped, cached_batches(cache, task.split[name])) for name in ("train", "val", "test")}
+        shipped.ood = OODDetector.fit(features["train"], cache.labels[task.split["train"]], features["val"])
+        metrics["ood"] = ood_summary(shipped.ood, features, {name: len(task.split[name]) for name in features})
     metrics["train_time_s"] = round(time.time() - started, 1)
     metrics["data_time_s"] = data_time_s
     if processes.main:

@@ -354,3 +354,62 @@ def test_browser_compares_mechanisms_on_a_sentence(app_url, tmp_path):
     assert "daam" in table and "gated_attention" in table
     assert len(rows) >= 7 and any(r.startswith("daam:") for r in rows)
     assert errors == []
+
+
+@pytest.mark.slow
+def test_dataset_endpoint_pages_the_shipped_test_set_with_the_filters_of_the_tab(app_url):
+    from gradio_client import Client
+
+    from daam.dataset_view import PAGE_ROWS, DatasetView, Filters
+
+    client = Client(app_url, verbose=False)
+    labels = json.loads((ROOT / "checkpoints" / "text" / "config.json").read_text())["labels"]
+    view = DatasetView.read(ROOT / "checkpoints" / "text" / "dataset", labels)
+    answer = client.predict(True, "fresh", "", 0.0, 1.0, "", "confidence", True, 0, api_name="/dataset_text")
+    assert answer["total"] == len(view.rows(Filters(errors_only=True, label="fresh"))) > PAGE_ROWS
+    rows = answer["rows"]
+    assert len(rows) == PAGE_ROWS and all(r["label"] == "fresh" and r["predicted_label"] == "rotten" for r in rows)
+    assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
+    assert len(rows[0]["relevance"]) == len(rows[0]["position_labels"])
+    searched = client.predict(False, "", "", 0.0, 1.0, "funny", "id", False, 0, api_name="/dataset_text")
+    assert searched["total"] == len(view.rows(Filters(search="funny"))) > 0
+    assert all("funny" in r["input"].lower() for r in searched["rows"])
+    with pytest.raises(Exception, match="not a label of this checkpoint"):
+        client.predict(False, "meh", "", 0.0, 1.0, "", "id", False, 0, api_name="/dataset_text")
+
+
+@pytest.mark.browser
+def test_browser_dataset_tab_filters_and_opens_a_row_in_its_tab(app_url, tmp_path):
+    with chromium_page(1280, 1000) as (page, errors):
+        page.goto(app_url)
+        page.get_by_role("tab", name="Dataset").click()
+        summary = page.locator("#dataset-text-summary")
+        page.wait_for_function("document.querySelector('#dataset-text-summary').innerText.includes('held-out')",
+                               timeout=30000)
+        everything = summary.inner_text()
+        page.get_by_label("Errors only").first.check()
+        page.wait_for_function("document.querySelector('#dataset-text-summary').innerText.includes('accuracy 0.0%')",
+                               timeout=30000)  # errors only: none of the rows is right
+        errors_only = summary.inner_text()
+        first_input = page.locator("#dataset-text-table [role='gridcell']").nth(7)  # the input: the last column
+        sentence = first_input.inner_text().strip()
+        page.screenshot(path=str(tmp_path / "dataset.png"), full_page=True)
+        first_input.click()
+        page.wait_for_function(RESULT_SHOWN, timeout=60000)
+        opened = page.locator("#text-input textarea").input_value()
+        explained = page.locator("#text-summary").inner_text()
+    assert "1,271 of 1,271 held-out items" in everything and "comprehensiveness" in everything
+    assert " of 1,271 held-out items" in errors_only and "accuracy 0.0%" in errors_only
+    assert opened.startswith(sentence.rstrip("…")) and sentence
+    assert ("fresh" in explained or "rotten" in explained) and errors == []
+
+
+@pytest.mark.slow
+def test_the_api_says_when_an_input_is_unlike_the_training_data(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    review = client.predict("Smart, funny and surprisingly moving.", api_name="/explain_text")
+    noise = client.predict("qwxz 0x3f9a !!?? 12 9981 zzkq", api_name="/explain_text")
+    assert review["out_of_distribution"] is False and noise["out_of_distribution"] is True
+    assert noise["ood_score"] > review["ood_score"]

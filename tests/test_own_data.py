@@ -83,6 +83,14 @@ def test_a_csv_and_a_local_bert_become_a_checkpoint_that_explains(tmp_path):
     model = load_pretrained(out)  # the encoder is rebuilt from the directory config.json names
     e = model.explain("the film was very awful")
     assert e.labels == ["neg", "pos"] and e.position_labels == ["[CLS]", "the", "film", "was", "very", "awful", "[SEP]"]
+    # the out-of-distribution detector, fitted by the run from its own splits: few held-out items flagged
+    assert (out / "ood.safetensors").is_file() and model.ood is not None
+    ood = metrics["ood"]
+    sizes = metrics["split"]["sizes"]
+    assert ood["fitted_on"] == {"train": sizes["train"], "val": sizes["val"]} and ood["test_items"] == sizes["test"]
+    assert ood["test_flagged"] <= 0.1 and "## Is this input like the training data?" in card
+    unknown = model.explain("zebra quartz jukebox vortex")  # every word outside the vocabulary: [UNK]
+    assert isinstance(e.ood_score, float) and unknown.out_of_distribution and unknown.ood_score > e.ood_score
 
 
 def test_table_formats_columns_splits_and_label_names(tmp_path):
@@ -431,7 +439,9 @@ def test_two_processes_under_torchrun_share_the_encoding_and_train_to_a_one_proc
 def test_explain_dataset_writes_a_parquet_row_per_item_in_parts_and_resumes(tmp_path):
     import pyarrow.parquet as pq
 
+    from daam.dataset_view import DatasetView
     from daam.explain_dataset import main as explain_dataset
+    from daam.faithfulness import trust_measures, unit_case
 
     data = write_csv(tmp_path / "reviews.csv", ["text", "label"], reviews(120))
     checkpoint = tmp_path / "ckpt"
@@ -456,3 +466,17 @@ def test_explain_dataset_writes_a_parquet_row_per_item_in_parts_and_resumes(tmp_
         k: v for k, v in written.items() if k != parts[1].name} and parts[1].exists()
     explain_dataset(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "test"), "--split", "test"])
     assert {r["split"] for r in pq.read_table(tmp_path / "test").to_pylist()} == {"test"}
+    # what the dataset view reads: confidence, correct, the z-values counted per head, the trust measures
+    model = load_pretrained(checkpoint)
+    target = e.labels.index(e.predicted_label)
+    assert row["confidence"] == pytest.approx(e.probabilities[target], abs=1e-6)
+    assert row["correct"] == (row["label"] == row["predicted_label"]) and row["media"] is None
+    assert np.asarray(row["z_counts"]).sum() == sum(len(z) for z in e.z_values["positions"])
+    case = unit_case(model, row["input"])
+    expected = trust_measures(case, case.per_unit(e.position_relevance), target)
+    assert row["comprehensiveness"] == pytest.approx(expected["comprehensiveness"], abs=1e-5)
+    assert row["sufficiency"] == pytest.approx(expected["sufficiency"], abs=1e-5)
+    # by default into the checkpoint's dataset/ folder, where the app looks; --items: a sample of the split
+    explain_dataset(["--checkpoint", str(checkpoint), "--split", "test", "--items", "5"])
+    view = DatasetView.read(checkpoint / "dataset", model.config.labels)
+    assert len(view) == 5 and set(view.frame["split"]) == {"test"} and view.measured

@@ -162,6 +162,24 @@ def test_the_card_reports_head_movement_and_faithfulness(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "| positions | 0.300, 0.200 | 0.250 | 0.010 |" in card and "**not met**" in card
     assert "| relevance | 0.420 | 0.400 | 0.100 | 12 |" in card
+    assert "The field's measures" not in card  # a run from before them: no empty table
+    measures = {"comprehensiveness": [0.31, 0.15], "sufficiency": [-0.05, 0.1], "log_odds": [-2.4, 1.0],
+                "kendall_tau_occlusion": [0.48, 0.2]}
+    metrics["faithfulness"] |= {"replacement": "cells set to black", "trust": {"relevance": measures, "raw gate": measures,
+                                                                               "random": measures},
+                                "randomisation": {"relevance": {"densities": 0.2, "head": 0.1},
+                                                  "raw gate": {"densities": 0.3, "head": 1.0}}}
+    metrics["ood"] = {"method": "Mahalanobis distances", "quantile": 0.99, "threshold": 1.07,
+                      "fitted_on": {"train": 4000, "val": 2000}, "test_items": 4000, "test_flagged": 0.012,
+                      "detection": {"photographs": {"items": 40, "flagged": 0.95}},
+                      "detection_command": "python benchmarks/bench_ood.py image"}
+    write_card(tmp_path, metrics, DAAMClassifier.from_pretrained(shipped).config)
+    card = (tmp_path / "README.md").read_text()
+    assert "The field's measures, cells set to black" in card
+    assert "| relevance | 0.310 ± 0.150 | -0.050 ± 0.100 | -2.400 ± 1.000 | 0.480 ± 0.200 | 0.20 / 0.10 (passes) |" in card
+    assert "| raw gate |" in card and "0.30 / 1.00 (fails)" in card and "| random |" in card and "| n/a |" in card
+    assert "farther than 99% of 2,000 validation items" in card and "of\n4,000 test items, 1.2% are flagged" in card
+    assert "| photographs | 40 | 95.0% | 0.0% |" in card
 
 
 def test_the_overlap_penalty_pushes_close_heads_apart_and_ignores_distinct_ones():

@@ -12,8 +12,10 @@ import gradio as gr
 
 import viz
 from daam.explanation import Explanation
+from daam.faithfulness import UNCHANGED_RHO
 from daam.faithfulness import check as deletion_check
 from daam.modalities import MODALITIES, no_answer
+from daam.ood import QUANTILE
 from viz.gallery import figures_html, html_page
 
 from . import serving
@@ -48,7 +50,16 @@ def summary(e: Explanation) -> str:
     elif reason == "low confidence":
         verdict = (f"**No clear {entry.answer} found** — the best guess, {e.predicted_label}, "
                    f"has only {confidence:.1%} (answers below {entry.min_confidence:.0%} are not trusted)")
-    return (f"{verdict}{note}  \nencoder {_ms(e.timings['encoder_ms'])}, DAAM {_ms(e.timings['daam_ms'])}")
+    return (f"{ood_banner(e)}{verdict}{note}  \nencoder {_ms(e.timings['encoder_ms'])}, DAAM {_ms(e.timings['daam_ms'])}")
+
+
+def ood_banner(e: Explanation) -> str:
+    """Above the prediction, when the input lies beyond the checkpoint's out-of-distribution threshold (daam.ood);
+    a clip with no speech already says so, and keeps that answer alone."""
+    if not e.out_of_distribution or no_answer(e) == "not speech":
+        return ""
+    return (f"⚠️ **This input is unlike the training data** (farther than {QUANTILE:.0%} of its held-out items): the "
+            "prediction and the explanation describe how the model handles something it was not trained for.\n\n")
 
 
 def export(explanation: dict | None):
@@ -93,8 +104,9 @@ def _render(views: dict, e: Explanation, head_choice: str | None, normalise: boo
     return {component: summary(e) if key == "summary" else figures[key] for key, component in views.items()}
 
 
-def modality_tab(name: str, examples: list[tuple]) -> None:
-    """A modality's tab: its input, Explain, examples, the figures, and export."""
+def modality_tab(name: str, examples: list[tuple]) -> tuple[gr.components.Component, tuple]:
+    """A modality's tab: its input, Explain, examples, the figures, and export. Returns the input widget and the
+    event (fn, inputs, outputs) that explains what it holds, for another tab to open an input here."""
     kind = serving.entry(name).input_kind
     explanation = gr.State(None)
     with gr.Row(equal_height=False):
@@ -149,7 +161,8 @@ def modality_tab(name: str, examples: list[tuple]) -> None:
         return _render(views, Explanation.from_dict(saved), head_choice, normalise_each)
 
     outputs = [explanation, head, source, *views.values()] + ([seen] if seen is not None else [])
-    gr.on(asked(button, source), show, [source, head, normalise], outputs, api_visibility="private")
+    explain_event = (show, [source, head, normalise], outputs)
+    gr.on(asked(button, source), *explain_event, api_visibility="private")
     gr.on([head.change, normalise.change], rerender, [explanation, head, normalise], list(views.values()),
           api_visibility="private", trigger_mode="always_last")
     if serving.entry(name).case:
@@ -163,18 +176,42 @@ def modality_tab(name: str, examples: list[tuple]) -> None:
     if kind != "text":
         hidden = gr.Button(visible=False)
         hidden.click(serving.endpoint("explain", name), api_input(name), gr.JSON(visible=False), api_name=f"explain_{name}")
+    return source, explain_event
 
 
-def _trust_verdict(result: dict) -> str:
-    """The deletion test at 20% of the units, in words."""
+def _trust_verdict(result: dict, randomisation: str) -> str:
+    """The deletion test at 20% of the units and the field's measures on this input, in words, and what the
+    randomisation check found on held-out data."""
     at = result["fractions"].index(0.2)
     ours, chance = result["relevance"][at], result["random"][at]
     unit = result["unit"]
     said = (f"Removing the 20% most relevant {unit} lowers the probability of **{result['predicted_label']}** by "
             f"{ours:.3f}; removing random {unit} lowers it by {chance:.3f}")
-    if ours > chance + 0.05:
-        return said + ": for this input, the explanation points at what the prediction depends on."
-    return said + ": **no better than random** — for this input, do not read much into the relevance."
+    said += (": for this input, the explanation points at what the prediction depends on." if ours > chance + 0.05
+             else ": **no better than random** — for this input, do not read much into the relevance.")
+    trust, chance = result["trust"], result["random_trust"]
+    said += (f"  \nOn this input, comprehensiveness {trust['comprehensiveness']:.3f} (random {chance['comprehensiveness']:.3f}; "
+             f"higher is more faithful), sufficiency {trust['sufficiency']:.3f} (random {chance['sufficiency']:.3f}; "
+             f"lower is more faithful): ERASER's AOPC over removing / keeping the top 1, 5, 10, 20 and 50% of {unit}.")
+    return said + (f"  \n{randomisation}" if randomisation else "")
+
+
+def randomisation_note(name: str) -> str:
+    """What the model-randomisation check found for this checkpoint on held-out data (its metrics.json), flagging
+    each method whose ranking did not change; "" where it has not been run."""
+    path = serving.served()[name].directory / "metrics.json"
+    rho = (json.loads(path.read_text()).get("faithfulness") or {}).get("randomisation") if path.is_file() else None
+    if not rho:
+        return ""
+    failing = [m for m, parts in rho.items() if max(parts.values()) > UNCHANGED_RHO]
+    relevance = rho.get("relevance")
+    said = ("Model randomisation (Adebayo et al. 2018, on held-out items): with the densities / the classifier head "
+            "redrawn at random, relevance's ranking keeps Spearman ρ "
+            f"{relevance['densities']:.2f} / {relevance['head']:.2f} with the trained model's" if relevance else
+            "Model randomisation (Adebayo et al. 2018)")
+    if failing:
+        said += f"; **does not change enough (ρ > {UNCHANGED_RHO}): {', '.join(failing)}**, so do not read those as explanations"
+    return said + "."
 
 
 def _trust_panel(name: str, source) -> None:
@@ -189,7 +226,7 @@ def _trust_panel(name: str, source) -> None:
     def run(value, progress=gr.Progress()) -> dict:
         progress(0.2, desc="removing parts of the input and re-running the model")
         result = deletion_check(serving.model_for(name), serving.check_input(serving.entry(name).input_kind, value))
-        return {verdict: _trust_verdict(result),
+        return {verdict: _trust_verdict(result, randomisation_note(name)),
                 plot: viz.deletion_check(result["fractions"], result["relevance"], result["random"], unit=result["unit"])}
 
     button.click(run, source, [verdict, plot], api_visibility="private")

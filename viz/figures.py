@@ -244,9 +244,11 @@ def highlighted_text_html(tokens: Sequence[str], weights, head: int | None = Non
 
 
 def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = None, stage: str = "positions",
-                   title: str | None = None, head: int | None = None) -> go.Figure:
-    """Per head (or the chosen head alone): the learned gate over z (solid), its components (dashed), this
-    input's z histogram.
+                   title: str | None = None, head: int | None = None,
+                   z_counts: tuple[np.ndarray, np.ndarray] | None = None, z_name: str = "this input's z") -> go.Figure:
+    """Per head (or the chosen head alone): the learned gate over z (solid), its components (dashed), and the
+    histogram of the z-values it saw: an input's (`z_values`, per head a sample), or counts already binned over
+    many inputs (`z_counts`: bin edges (B+1,) and counts (heads, B)).
 
     density: a DensityStage, or a dict with its "grid", "curve", "components" and "mode"."""
     density = density if isinstance(density, dict) else vars(density)
@@ -255,6 +257,11 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
     comps = _array(f"density.{stage}.components", density["components"], 3)
     if curve.shape[1] != len(grid) or comps.shape[2] != len(grid) or comps.shape[0] != curve.shape[0]:
         raise ValueError(f"density.{stage}: curve {curve.shape} and components {comps.shape} do not match grid {grid.shape}")
+    if z_counts is not None:  # the bins' centres as the z-values, their counts as weights
+        edges, counts = _array("z_counts edges", z_counts[0], 1), _array("z_counts counts", z_counts[1], 2)
+        if counts.shape[1] != len(edges) - 1:
+            raise ValueError(f"{counts.shape[1]} counts per head for {len(edges) - 1} bins")
+        z_values = [(edges[:-1] + edges[1:]) / 2] * len(counts)
     if z_values is not None and len(z_values) != curve.shape[0]:
         raise ValueError(f"z_values has {len(z_values)} heads but the density has {curve.shape[0]}")
     if head is not None:
@@ -262,6 +269,7 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
             raise ValueError(f"head must be in 0..{curve.shape[0] - 1}, got {head}")
         curve, comps = curve[head:head + 1], comps[head:head + 1]
         z_values = None if z_values is None else [z_values[head]]
+        z_counts = None if z_counts is None else (edges, counts[head:head + 1])
         title = title or f"Learned density: {stage} stage, head {head}"
     heads = curve.shape[0]
     cols = min(heads, 2)
@@ -274,7 +282,8 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
         x, y, y_count = refs[h]
         if z_values is not None:
             z = _array(f"z_values[{h}]", z_values[h], 1, allow_empty=True)
-            traces.append(dict(type="histogram", x=z, name="this input's z", marker_color="#999", opacity=0.45,
+            binned = {} if z_counts is None else dict(histfunc="sum", y=z_counts[1][h])
+            traces.append(dict(type="histogram", x=z, **binned, name=z_name, marker_color="#999", opacity=0.45,
                                        xbins=dict(start=grid[0], end=grid[-1], size=(grid[-1] - grid[0]) / 40),
                                        showlegend=h == 0, legendgroup="hist", xaxis=x, yaxis=y_count,
                                        hovertemplate="z %{x}<br>count %{y}<extra></extra>"))

@@ -1,0 +1,175 @@
+"""Is an input like the data the checkpoint was trained on? Mahalanobis distances of the classifier's own features.
+
+    d_k(x) = min_c (f_k(x) - mu_kc)^T Sigma_k^-1 (f_k(x) - mu_kc)          score(x) = max_k d_k(x) / q_k
+
+Three views of an input, k: what the classifier head reads ("head": the pooled features after its LayerNorm), what
+the pool was given ("mixed": the layer-mixed states averaged over the input's positions) and what the frozen
+encoder gave ("encoder": its features averaged over the positions, the last layer's where it gives several).
+mu_kc: each class's mean over the training split; Sigma_k: the shared within-class covariance (Lee et al. 2018),
+shrunk toward a scaled identity by scikit-learn's Ledoit-Wolf estimate so that it stays well conditioned with fewer
+items than dimensions; q_k: the QUANTILE of d_k over the validation split. The threshold is the QUANTILE of the score over the validation
+split (held out, in distribution), so about 1 - QUANTILE of such inputs are flagged.
+
+Why distances and not the logits' confidence (max softmax, energy): a network of ReLUs and linear layers grows
+*more* confident the farther an input lies from its data along most directions (Hein et al. 2019), which is where
+a photo of a tower lands for a clothing classifier. Why three views: the trained parts keep only what tells the
+classes apart, so an input that shares those directions (a review in French with the same sentiment) sits among the
+training classes there; the frozen encoder's features still describe the input itself.
+
+daam.train fits it for every checkpoint it writes (ood.safetensors, beside the weights); `python -m daam.fit_ood
+--checkpoint DIR` fits it for a checkpoint trained before it existed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from .pools import masked_mean
+
+OOD_FILE = "ood.safetensors"
+QUANTILE = 0.99  # the issue's "farther than 99% of its held-out items"
+VIEWS = ("head", "mixed", "encoder")
+METHOD = ("the Mahalanobis distance to the nearest training class (one shared covariance, Ledoit-Wolf) of three "
+          "views of the input (the features the head reads, the layer-mixed states, the frozen encoder's features), "
+          "each in units of its validation quantile, the largest of the three")  # in words, for metrics and cards
+FIT_ITEMS = 4000  # at most this many training items (and validation, test items) when fitted after training
+
+
+class OODDetector:
+    """Per view: class means (classes, dim), the shared precision (dim, dim) and the validation quantile the
+    distance is divided by; and the score above which an input counts as out of distribution. Kept beside the
+    classifier, not inside it: its tensors stay in their own file, and checkpoints without one load as before."""
+
+    def __init__(self, views: dict[str, tuple[torch.Tensor, torch.Tensor, float]], threshold: float,
+                 quantile: float) -> None:
+        self.views = {k: (means.float(), precision.float(), float(scale)) for k, (means, precision, scale) in views.items()}
+        self.threshold, self.quantile = float(threshold), float(quantile)
+
+    def to(self, device: str | torch.device) -> "OODDetector":
+        self.views = {k: (m.to(device), p.to(device), s) for k, (m, p, s) in self.views.items()}
+        return self
+
+    @staticmethod
+    def distance(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+        """(batch, dim) -> (batch,) the squared Mahalanobis distance to the nearest class mean, expanded as
+        f'Pf - 2 f'P mu_c + mu_c'P mu_c: one (dim x dim) product per input rather than one per class."""
+        f = features.float().to(means.device)
+        f_p, mu_p = f @ precision, means @ precision  # (batch, dim), (classes, dim)
+        return ((f_p * f).sum(-1, keepdim=True) - 2 * f @ mu_p.T + (mu_p * means).sum(-1)).amin(-1)
+
+    @torch.no_grad()
+    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{view: (batch, dim)} -> (batch,) the score: the largest of the views' distances, each in units of its
+        validation quantile."""
+        return torch.stack([self.distance(features[k], m, p) / s for k, (m, p, s) in self.views.items()]).amax(0)
+
+    @classmethod
+    def fit(cls, train: dict[str, torch.Tensor], targets: torch.Tensor, validation: dict[str, torch.Tensor],
+            quantile: float = QUANTILE) -> "OODDetector":
+        """From the training split's features {view: (n, dim)} and classes (n,); scales and threshold from the
+        validation split's."""
+        from sklearn.covariance import LedoitWolf
+
+        targets = targets.long()
+        views = {}
+        for view, features in train.items():
+            features = features.double()
+            means = torch.stack([features[targets == c].mean(0) if (targets == c).any() else features.mean(0)
+                                 for c in range(int(targets.max()) + 1)])
+            precision = torch.from_numpy(LedoitWolf(assume_centered=True).fit((features - means[targets]).numpy()).precision_)
+            scale = torch.quantile(cls.distance(validation[view], means.float(), precision.float()), quantile)
+            views[view] = (means, precision, float(scale))
+        detector = cls(views, threshold=0.0, quantile=quantile)
+        detector.threshold = float(torch.quantile(detector(validation), quantile))
+        return detector
+
+    def save(self, directory: Path) -> None:
+        """ood.safetensors: per view the class means and the precision's upper triangle (it is symmetric: half the
+        bytes, and the file stays under the Hub's 10 MB limit for plain git with the image encoder's ~2,000 channels)."""
+        import json
+
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for view, (means, precision, _) in self.views.items():
+            rows, cols = torch.triu_indices(len(precision), len(precision))
+            tensors[f"{view}.means"] = means.cpu().contiguous()
+            tensors[f"{view}.precision_upper"] = precision.cpu()[rows, cols].contiguous()
+        meta = {"threshold": self.threshold, "quantile": self.quantile, "scales": {k: s for k, (_, _, s) in self.views.items()}}
+        save_file(tensors, str(Path(directory) / OOD_FILE), metadata={"detector": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, directory: Path) -> "OODDetector | None":
+        """The checkpoint's detector, or None where it has none (a checkpoint from before it existed)."""
+        import json
+
+        from safetensors import safe_open
+
+        path = Path(directory) / OOD_FILE
+        if not path.is_file():
+            return None
+        views = {}
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["detector"])
+            for view, scale in meta["scales"].items():
+                means, upper = f.get_tensor(f"{view}.means"), f.get_tensor(f"{view}.precision_upper")
+                dim = means.shape[1]
+                rows, cols = torch.triu_indices(dim, dim)
+                precision = torch.zeros(dim, dim, dtype=upper.dtype)
+                precision[rows, cols] = upper
+                precision[cols, rows] = upper
+                views[view] = (means, precision, scale)
+        return cls(views, meta["threshold"], meta["quantile"])
+
+
+def views_of(model, inter, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The detector's views of a batch, from the encoder's features (batch, [layers,] positions, dim), their mask
+    (batch, positions) and the classifier's intermediates: {view: (batch, dim)}."""
+    mask = mask.to(inter.mixed.device)[..., None]
+    last = (features[:, -1] if features.dim() == 4 else features).to(inter.mixed.device).float()
+    return {"head": model.norm(inter.pooled), "mixed": masked_mean(inter.mixed, mask, dim=1),
+            "encoder": masked_mean(last, mask, dim=1)}
+
+
+@torch.no_grad()
+def view_features(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{view: (items, dim)} for batches of encoder (features, mask)."""
+    model.eval()
+    out = {view: [] for view in VIEWS}
+    for features, mask in batches:
+        _, inter = model(features.to(model.device).float(), mask.to(model.device), return_intermediates=True)
+        for view, values in views_of(model, inter, features, mask).items():
+            out[view].append(values.float().cpu())
+    return {view: torch.cat(values) for view, values in out.items()}
+
+
+def encoded_batches(model, inputs: list, batch_size: int = 32):
+    """(features, mask) of raw inputs, encoded by the model's frozen encoder a batch at a time."""
+    for start in range(0, len(inputs), batch_size):
+        encoded = model.encoder(inputs[start:start + batch_size])
+        yield encoded.features, encoded.mask
+
+
+def cached_batches(cache, items: list[int], batch_size: int = 256):
+    """(features, mask) of items already in a training run's feature cache (daam.features)."""
+    for start in range(0, len(items), batch_size):
+        features, mask, _ = cache.batch(items[start:start + batch_size])
+        yield features, mask
+
+
+def sample(items: list[int], count: int, seed: int = 0) -> list[int]:
+    """At most `count` of these items, a seeded random sample in their order."""
+    import random
+
+    return sorted(random.Random(seed).sample(items, count)) if len(items) > count else list(items)
+
+
+def summary(detector: OODDetector, features: dict[str, torch.Tensor], counts: dict[str, int]) -> dict:
+    """What metrics.json records of a fitted detector: its rule, threshold, and the share of test items flagged."""
+    flagged = float((detector(features["test"]) > detector.threshold).float().mean())
+    return {"method": METHOD,
+            "quantile": detector.quantile, "threshold": round(detector.threshold, 4),
+            "fitted_on": {"train": counts["train"], "val": counts["val"]},
+            "test_items": counts["test"], "test_flagged": round(flagged, 4)}

@@ -1,0 +1,107 @@
+"""Saying when an input is unlike the training data: daam.ood's detector, its file, the Explanation's fields and the
+app's banner."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from daam.ood import QUANTILE, OODDetector
+
+DIM = 8
+
+
+def clusters(n: int, seed: int, shift: float = 0.0) -> tuple[dict, torch.Tensor]:
+    """Two classes of Gaussian points in both views, the second view a noisy copy of the first."""
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.arange(n) % 2
+    head = torch.randn(n, DIM, generator=g) + 4.0 * targets[:, None] + shift
+    return {"head": head, "mixed": head + 0.5 * torch.randn(n, DIM, generator=g),
+            "encoder": head + 0.5 * torch.randn(n, DIM, generator=g)}, targets
+
+
+def test_the_threshold_flags_about_one_in_a_hundred_held_out_items_and_far_ones_all():
+    train, targets = clusters(2000, 0)
+    validation, _ = clusters(2000, 1)
+    detector = OODDetector.fit(train, targets, validation)
+    assert float((detector(validation) > detector.threshold).float().mean()) == pytest.approx(1 - QUANTILE, abs=0.002)
+    test, _ = clusters(4000, 2)
+    assert float((detector(test) > detector.threshold).float().mean()) < 0.03
+    far, _ = clusters(200, 3, shift=-10.0)  # beyond both classes
+    assert bool((detector(far) > detector.threshold).all())
+    # one view alone moved away is enough: the score is the largest of the views
+    one_view = {k: v[:200] for k, v in test.items()} | {"mixed": test["mixed"][:200] + 8.0}
+    assert float((detector(one_view) > detector.threshold).float().mean()) > 0.95
+
+
+def test_the_detector_round_trips_through_its_own_file(tmp_path):
+    train, targets = clusters(500, 0)
+    detector = OODDetector.fit(train, targets, clusters(500, 1)[0])
+    detector.save(tmp_path)
+    loaded = OODDetector.load(tmp_path)
+    probe = clusters(50, 4, shift=2.0)[0]
+    torch.testing.assert_close(loaded(probe), detector(probe))
+    assert (loaded.threshold, loaded.quantile) == (detector.threshold, detector.quantile)
+    assert OODDetector.load(tmp_path / "nowhere") is None
+
+
+def test_a_checkpoint_carries_its_detector_and_explanations_say_how_far_they_are(tmp_path):
+    from daam.explanation import Explanation
+    from daam.model import DAAMClassifier, DAAMConfig, load_pretrained
+
+    config = DAAMConfig(modality="text", labels=["a", "b"], num_layers=2, dim=DIM, layer_heads=2, position_heads=2,
+                        layer_densities=2, position_densities=2, layer_names=["l0", "l1"])
+    model = DAAMClassifier(config)
+    model.save_pretrained(tmp_path / "plain")
+    assert load_pretrained(tmp_path / "plain").ood is None  # a checkpoint from before: loads as it was
+    train, targets = clusters(300, 0)
+    model.ood = OODDetector.fit(train, targets, clusters(300, 1)[0])
+    model.save_pretrained(tmp_path / "with")
+    loaded = load_pretrained(tmp_path / "with")
+    assert loaded.ood is not None and loaded.ood.threshold == model.ood.threshold
+    # what explain() computes from a batch's intermediates
+    features, mask = torch.randn(3, 2, 5, DIM), torch.ones(3, 5, dtype=torch.bool)
+    from daam.ood import views_of
+
+    _, inter = loaded(features, mask, return_intermediates=True)
+    views = views_of(loaded, inter, features, mask)
+    assert {k: tuple(v.shape) for k, v in views.items()} == {"head": (3, DIM), "mixed": (3, DIM), "encoder": (3, DIM)}
+    torch.testing.assert_close(views["encoder"], features[:, -1].mean(1))  # the last layer, over the positions
+    # the JSON written before the fields existed still reads; the fields survive a round trip
+    stage = {"mode": "mixture", "offsets": [[0.0]], "scales": [[1.0]], "weights": [[1.0]], "grid": [0.0],
+             "curve": [[1.0]], "components": [[[1.0]]]}
+    old = {"modality": "text", "labels": ["a", "b"], "probabilities": [0.4, 0.6], "predicted_label": "b",
+           "position_labels": ["x"], "position_weights": [[0.5]], "position_relevance": [0.1], "head_relevance": [[0.1]],
+           "layer_importance": [[0.2]], "layer_names": ["l0"], "density": {"positions": stage},
+           "z_values": {"positions": [[0.0]]}, "truncated": False, "truncation_note": "", "timings": {}}
+    e = Explanation.from_dict(old)
+    assert e.ood_score is None and e.out_of_distribution is None
+    flagged = Explanation.from_json(json.dumps(replace(e, ood_score=12.5, out_of_distribution=True).to_dict()))
+    assert (flagged.ood_score, flagged.out_of_distribution) == (12.5, True)
+
+
+def test_the_app_says_it_above_the_prediction_except_where_no_speech_was_found():
+    from daam.explanation import AudioExtras, Explanation
+    from ui.explain_tab import summary
+
+    stage = {"mode": "mixture", "offsets": [[0.0]], "scales": [[1.0]], "weights": [[1.0]], "grid": [0.0],
+             "curve": [[1.0]], "components": [[[1.0]]]}
+    e = Explanation.from_dict({"modality": "text", "labels": ["fresh", "rotten"], "probabilities": [0.9, 0.1],
+                               "predicted_label": "fresh", "position_labels": ["x"], "position_weights": [[0.5]],
+                               "position_relevance": [0.1], "head_relevance": [[0.1]], "layer_importance": [[0.2]],
+                               "layer_names": ["l0"], "density": {"positions": stage}, "z_values": {"positions": [[0.0]]},
+                               "truncated": False, "truncation_note": "", "timings": {"encoder_ms": 1, "daam_ms": 1},
+                               "ood_score": 3.0, "out_of_distribution": True})
+    said = summary(e)
+    assert said.index("unlike the training data") < said.index("**fresh**")
+    assert "farther than 99% of its held-out items" in said
+    assert "unlike the training data" not in summary(replace(e, out_of_distribution=False))
+    assert "unlike the training data" not in summary(replace(e, out_of_distribution=None))
+    clip = AudioExtras(log_mel=np.zeros((2, 2)), frame_times=np.zeros(2), position_times=np.zeros(1), duration_s=1.0,
+                       speech_probability=0.01)
+    silent = replace(e, modality="audio", labels=["A", "B"], predicted_label="A", extras=clip)
+    assert "does not sound like speech" in summary(silent) and "unlike the training data" not in summary(silent)
+    spoken = replace(silent, extras=replace(clip, speech_probability=0.99))
+    assert "unlike the training data" in summary(spoken)
