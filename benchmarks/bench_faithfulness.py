@@ -44,9 +44,8 @@ from daam.data import SPLIT_SEED, stratified_split  # noqa: E402
 from daam.data.files import test_examples  # noqa: E402
 from daam.compare import load_mechanisms, unit_weights  # noqa: E402
 from daam.faithfulness import (FRACTIONS, RANDOMISED_PARTS, UNCHANGED_RHO, deletion_curves, kendall_tau,  # noqa: E402
-                               randomised, spearman, trust_measures, unit_case)
+                               randomised, removal, spearman, trust_measures, unit_case)
 
-REPLACEMENT = {"text": "words removed", "image": "cells set to black", "audio": "frames silenced"}
 NOT_RANDOMISED = ("random", "attention pool")  # scores that do not come from the DAAM model being randomised
 
 
@@ -161,7 +160,7 @@ def main() -> None:
                                                                    "tau with occlusion ↑")))
     for name, measures in trust.items():
         print(name.ljust(22) + "".join(f"{np.mean(v):14.3f} ± {np.std(v):6.3f}" for v in measures.values()))
-    print(f"replacement: {REPLACEMENT[args.modality]}")
+    print(f"replacement: {removal(args.modality)}")
     print(f"\nmodel randomisation (Adebayo et al. 2018): Spearman rho of each method's ranking with the trained "
           f"model's, mean over the inputs; passes when both are at most {UNCHANGED_RHO}")
     print("method".ljust(22) + "densities redrawn".rjust(20) + "head redrawn".rjust(16) + "   passes")
@@ -186,7 +185,7 @@ def record(checkpoint: Path, model, args, drops: dict, gains: dict, costs: dict,
         "methods": {name: {"deletion": rounded(np.mean(drops[name], 0)), "deletion_aopc": round(float(np.mean(drops[name])), 4),
                            "insertion": rounded(np.mean(gains[name], 0)), "insertion_aopc": round(float(np.mean(gains[name])), 4),
                            "ms": round(float(np.median(costs[name])), 1)} for name in drops},
-        "replacement": REPLACEMENT[args.modality],
+        "replacement": removal(args.modality),
         "trust": {name: {measure: [round(float(np.mean(v)), 4), round(float(np.std(v)), 4)]
                          for measure, v in measures.items()} for name, measures in trust.items()},
         "randomisation": {name: {part: round(float(np.mean(v)), 4) for part, v in parts.items()}

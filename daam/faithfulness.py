@@ -46,6 +46,11 @@ def deletion_curves(case, rankings: dict[str, np.ndarray], target: int,
     return out
 
 
+def removal(modality_name: str) -> str:
+    """What the modality's deletion test does to a removed unit, in words ("cells set to black")."""
+    return modality(modality_name).resolve("case").removal
+
+
 def unit_case(model, item):
     """The deletion-test view of an input, by its modality's case (daam.modalities: TextCase, ImageCase, ...)."""
     return modality(model.config.modality).resolve("case")(model, item)

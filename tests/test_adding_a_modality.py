@@ -48,6 +48,7 @@ class ToyCase:
     """The deletion test's view: a string cut into its letters; a removed letter is dropped."""
 
     unit = "letters"
+    removal = "letters removed"
 
     def __init__(self, model, string: str) -> None:
         self.model, self.source, self.units = model, string, len(string)

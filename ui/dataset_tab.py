@@ -22,16 +22,15 @@ import pandas as pd
 import viz
 from daam.dataset_view import PAGE_ROWS, SORTS, Z_EDGES, DatasetView, Filters
 from daam.explanation import PNG_PREFIX
+from daam.faithfulness import removal
 from viz.dataset import class_relevance_maps, confusion_colours, favoured_tokens, relevance_over_positions
 
 from . import serving
-from .explain_tab import randomisation_note
+from .explain_tab import MEAN_OF_HEADS, chosen_head, head_choices, randomisation_note
 
 ALL = "all"
-MEAN_OF_HEADS = "mean of heads"
 OPENED = Path(tempfile.mkdtemp(prefix="daam-lens-dataset-"))  # rows opened in their tab, as files the widgets take
 PNG_MAGIC = b"\x89PNG"
-REMOVAL = {"text": "words removed", "image": "cells set to black", "audio": "frames silenced"}
 # The input last: the short columns stay in view on a narrow page, and the text takes what width is left.
 SHOWN_COLUMNS = ["id", "label", "predicted", "confidence", "correct", "comprehensiveness", "sufficiency", "input"]
 
@@ -95,13 +94,9 @@ def _summary(v: DatasetView, rows: np.ndarray, name: str) -> str:
         (c, c_sd), (s, s_sd) = trust["comprehensiveness"], trust["sufficiency"]
         said += (f"; relevance's comprehensiveness {c:.3f} ± {c_sd:.3f} (higher is more faithful), sufficiency "
                  f"{s:.3f} ± {s_sd:.3f} (lower is more faithful): ERASER's AOPC over the top 1, 5, 10, 20 and 50%, "
-                 f"{REMOVAL.get(serving.served()[name].modality, 'positions removed')}, mean ± sd over these rows")
+                 f"{removal(serving.served()[name].modality)}, mean ± sd over these rows")
     note = randomisation_note(name)
     return said + "." + (f"  \n{note}" if note else "")
-
-
-def _head_choice(choice: str | None) -> int | None:
-    return None if choice in (None, MEAN_OF_HEADS) else int(choice.split()[-1])
 
 
 def _what_heads_favour(v: DatasetView, rows: np.ndarray, name: str, head_choice: str | None):
@@ -110,7 +105,7 @@ def _what_heads_favour(v: DatasetView, rows: np.ndarray, name: str, head_choice:
     if not len(rows):
         return None
     if kind == "text":
-        return favoured_tokens(v.favoured_tokens(rows, _head_choice(head_choice)), head_choice or MEAN_OF_HEADS)
+        return favoured_tokens(v.favoured_tokens(rows, chosen_head(head_choice)), head_choice or MEAN_OF_HEADS)
     mean = v.mean_relevance(rows)
     present = np.bincount(v.label_index[rows], minlength=len(v.labels)) > 0
     if kind == "image":
@@ -123,19 +118,41 @@ def _density(v: DatasetView, rows: np.ndarray, name: str, head_choice: str | Non
     if not len(rows):
         return None
     stage = serving.model_for(name).densities()["positions"]
-    return viz.mixture_curves(stage, z_counts=(Z_EDGES, v.z_histogram(rows)), head=_head_choice(head_choice),
+    return viz.mixture_curves(stage, z_counts=(Z_EDGES, v.z_histogram(rows)), head=chosen_head(head_choice),
                               z_name="z of these rows", title="Learned density per head over the z-values of these rows")
 
 
-def refresh(name: str, errors_only, label, predicted, low, high, search, sort, descending, head_choice, number=0):
-    """Everything the filters change: summary, page, page count, confusion matrix, per-class table, figures."""
+def _selected(name: str, errors_only, label, predicted, low, high, search) -> tuple[DatasetView, np.ndarray]:
     v = view(name)
-    rows = v.rows(_filters(errors_only, label, predicted, low, high, search))
+    return v, v.rows(_filters(errors_only, label, predicted, low, high, search))
+
+
+def _page(v: DatasetView, rows: np.ndarray, sort: str, descending: bool, number: int = 0) -> tuple:
+    """The table's page (clamped to the pages there are), its number and "page n of m"."""
     pages = max(1, -(-len(rows) // PAGE_ROWS))
     number = min(max(0, int(number or 0)), pages - 1)
-    return (_summary(v, rows, name), page_table(v, rows, number, sort, descending), number,
-            f"page {number + 1} of {pages:,}", _confusion(v, rows), v.per_class(rows).round(3),
-            _what_heads_favour(v, rows, name, head_choice), _density(v, rows, name, head_choice))
+    return page_table(v, rows, number, sort, descending), number, f"page {number + 1} of {pages:,}"
+
+
+def _head_figures(v: DatasetView, rows: np.ndarray, name: str, head_choice: str | None) -> tuple:
+    return _what_heads_favour(v, rows, name, head_choice), _density(v, rows, name, head_choice)
+
+
+def refresh(name: str, errors_only, label, predicted, low, high, search, sort, descending, head_choice) -> tuple:
+    """Everything the filters change: summary, page, page count, confusion matrix, per-class table, figures."""
+    v, rows = _selected(name, errors_only, label, predicted, low, high, search)
+    return (_summary(v, rows, name), *_page(v, rows, sort, descending), _confusion(v, rows),
+            v.per_class(rows).round(3), *_head_figures(v, rows, name, head_choice))
+
+
+def turn_page(name: str, number: int, errors_only, label, predicted, low, high, search, sort, descending) -> tuple:
+    """Another page, or another order: the table alone."""
+    return _page(*_selected(name, errors_only, label, predicted, low, high, search), sort, descending, number)
+
+
+def redraw_heads(name: str, errors_only, label, predicted, low, high, search, head_choice) -> tuple:
+    """Another head: its two figures alone."""
+    return _head_figures(*_selected(name, errors_only, label, predicted, low, high, search), name, head_choice)
 
 
 def opened_value(name: str, item_id: int):
@@ -232,25 +249,26 @@ def _checkpoint_view(name: str, opener: Opener, tabs: gr.Tabs) -> None:
                              label="Confusion matrix: true label down, predicted across (select a cell to filter to it)")
     per_class = gr.Dataframe(start["per_class"], interactive=False,
                              label="Accuracy and faithfulness per true label (mean and sd)")
-    head = gr.Dropdown([MEAN_OF_HEADS] + [f"head {h}" for h in range(v.heads)], value=MEAN_OF_HEADS, label="Head",
+    head = gr.Dropdown(head_choices(v.heads), value=MEAN_OF_HEADS, label="Head",
                        info="the favoured tokens' gate and the density below show this head, or all of them")
     favoured = gr.Plot(start["favoured"], label="What holds across these rows", elem_id=f"dataset-{name}-favoured")
     density = gr.Plot(start["density"], label="Learned densities over the z-values of these rows",
                       elem_id=f"dataset-{name}-density")
 
-    controls = [errors_only, label, predicted, low, high, search, sort, descending, head]
-    outputs = [summary, table, number, where, confusion, per_class, favoured, density]
+    filters = [errors_only, label, predicted, low, high, search]
+    page_outputs = [table, number, where]
+    outputs = [summary, *page_outputs, confusion, per_class, favoured, density]
 
-    def refreshed(*values):
-        return refresh(name, *values)
-
-    def paged(step: int):
-        return lambda current, *values: refresh(name, *values, number=current + step)
-
-    gr.on([c.change for c in controls if c is not search] + [search.submit], refreshed, controls, outputs,
+    gr.on([c.change for c in filters if c is not search] + [search.submit],
+          lambda *values: refresh(name, *values), [*filters, sort, descending, head], outputs,
           api_visibility="private", trigger_mode="always_last")
-    previous.click(paged(-1), [number, *controls], outputs, api_visibility="private")
-    following.click(paged(1), [number, *controls], outputs, api_visibility="private")
+    gr.on([sort.change, descending.change], lambda *values: turn_page(name, 0, *values), [*filters, sort, descending],
+          page_outputs, api_visibility="private", trigger_mode="always_last")
+    head.change(lambda *values: redraw_heads(name, *values), [*filters, head], [favoured, density],
+                api_visibility="private", trigger_mode="always_last")
+    for button, step in ((previous, -1), (following, 1)):
+        button.click(lambda current, *values, step=step: turn_page(name, current + step, *values),
+                     [number, *filters, sort, descending], page_outputs, api_visibility="private")
 
     def cell(evt: gr.SelectData):
         row, col = evt.index

@@ -26,11 +26,11 @@ EXPORTS = Path(tempfile.mkdtemp(prefix="daam-lens-exports-"))  # one folder per 
 KEEP_EXPORTS = 16
 
 
-def _head_choices(heads: int) -> list[str]:
+def head_choices(heads: int) -> list[str]:
     return [MEAN_OF_HEADS] + [f"head {h}" for h in range(heads)]
 
 
-def _head(choice: str | None) -> int | None:
+def chosen_head(choice: str | None) -> int | None:
     """The head a dropdown choice names; None for the mean of heads."""
     return None if choice in (None, MEAN_OF_HEADS) else int(choice.split()[-1])
 
@@ -100,7 +100,7 @@ def _result_views(name: str) -> dict[str, gr.components.Component]:
 
 
 def _render(views: dict, e: Explanation, head_choice: str | None, normalise: bool) -> dict:
-    figures = viz.explanation_figures(e, head=_head(head_choice), normalise_per_head=normalise)
+    figures = viz.explanation_figures(e, head=chosen_head(head_choice), normalise_per_head=normalise)
     return {component: summary(e) if key == "summary" else figures[key] for key, component in views.items()}
 
 
@@ -113,7 +113,7 @@ def modality_tab(name: str, examples: list[tuple]) -> tuple[gr.components.Compon
         with gr.Column(scale=4, min_width=320):
             source, seen = input_widget(name)
         with gr.Column(scale=1, min_width=200):
-            head = gr.Dropdown(_head_choices(0), value=MEAN_OF_HEADS, label="Head", elem_id="head" if kind == "text"
+            head = gr.Dropdown(head_choices(0), value=MEAN_OF_HEADS, label="Head", elem_id="head" if kind == "text"
                                else f"{name}-head", info="every view below shows this head, or all of them")
             normalise = gr.Checkbox(label="Normalise each head's row to its own range (heatmaps)",
                                     visible=kind == "text")
@@ -126,7 +126,7 @@ def modality_tab(name: str, examples: list[tuple]) -> tuple[gr.components.Compon
 
     def cleared(message: str) -> dict:
         """After a bad input: its message where the result was, and no result left that looks current."""
-        out = {explanation: None, head: gr.update(choices=_head_choices(0), value=MEAN_OF_HEADS)}
+        out = {explanation: None, head: gr.update(choices=head_choices(0), value=MEAN_OF_HEADS)}
         out |= {component: None for component in views.values()}
         out[views["summary"]] = f"**Nothing explained** — {message}"
         if seen is not None:
@@ -140,9 +140,9 @@ def modality_tab(name: str, examples: list[tuple]) -> tuple[gr.components.Compon
         progress(0.1, desc="explaining")
         e = serving.explain(name, value)
         progress(0.8, desc="drawing")
-        choice = head_choice if head_choice in _head_choices(e.heads) else MEAN_OF_HEADS
+        choice = head_choice if head_choice in head_choices(e.heads) else MEAN_OF_HEADS
         out = {explanation: e.to_dict(), **_render(views, e, choice, normalise_each),
-               head: gr.update(choices=_head_choices(e.heads), value=choice)}
+               head: gr.update(choices=head_choices(e.heads), value=choice)}
         if seen is not None:
             out[seen] = e.extras.image
         return out

@@ -144,6 +144,7 @@ class AudioCase:
     deleted frame is silenced (its samples set to 0) before the log-mel is computed again."""
 
     unit = "frames"
+    removal = "frames silenced"  # what removing a unit means, said beside every faithfulness figure
 
     def __init__(self, model, clip) -> None:
         from ..audio import prepare_audio

@@ -150,6 +150,7 @@ class ImageCase:
     deleted cell is set to black (0)."""
 
     unit = "cells"
+    removal = "cells set to black"  # what removing a unit means, said beside every faithfulness figure
 
     def __init__(self, model, image: np.ndarray) -> None:
         self.model, self.source = model, image

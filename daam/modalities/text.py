@@ -75,6 +75,7 @@ class TextCase:
     """A sentence cut into whitespace words; a subset of words is kept by a 0/1 mask over them."""
 
     unit = "words"
+    removal = "words removed"  # what removing a unit means, said beside every faithfulness figure
 
     def __init__(self, model, text: str) -> None:
         self.model, self.words = model, model.encoder.check(text).split()
