@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         report = fit_for_checkpoint(args.checkpoint, args.data, args.builtin_data, args.items)
-    except (DataError, FileNotFoundError) as error:
+    except (DataError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     print(f"wrote {args.checkpoint / OOD_FILE}: threshold {report['threshold']} (the {report['quantile']:.0%} "
           f"quantile of validation), {report['test_flagged']:.1%} of {report['test_items']} test items flagged")

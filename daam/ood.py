@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from .pools import masked_mean
@@ -83,6 +84,9 @@ class OODDetector:
             views[view] = (means, precision, float(scale))
         detector = cls(views, threshold=0.0, quantile=quantile)
         detector.threshold = float(torch.quantile(detector(validation), quantile))
+        if not (np.isfinite(detector.threshold) and all(np.isfinite(s) and s > 0 for _, _, s in views.values())):
+            raise ValueError(f"the {len(targets)} training items vary too little within their classes to tell how "
+                             "far an input lies from them: no out-of-distribution detector was fitted")
         return detector
 
     def save(self, directory: Path) -> None:

@@ -217,8 +217,11 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
         metrics[name] = None if held_out is None else evaluate_held_out(held_out, encoder, trained, task.labels)
     if processes.main:  # daam.ood: from the training split's features, the threshold from validation's
         features = {name: view_features(shipped, cached_batches(cache, task.split[name])) for name in ("train", "val", "test")}
-        shipped.ood = OODDetector.fit(features["train"], cache.labels[task.split["train"]], features["val"])
-        metrics["ood"] = ood_summary(shipped.ood, features, {name: len(task.split[name]) for name in features})
+        try:
+            shipped.ood = OODDetector.fit(features["train"], cache.labels[task.split["train"]], features["val"])
+            metrics["ood"] = ood_summary(shipped.ood, features, {name: len(task.split[name]) for name in features})
+        except ValueError as error:  # too little data to measure distance with: the checkpoint simply has none
+            say(f"note: {error}")
     metrics["train_time_s"] = round(time.time() - started, 1)
     metrics["data_time_s"] = data_time_s
     if processes.main:

@@ -36,6 +36,15 @@ def test_the_threshold_flags_about_one_in_a_hundred_held_out_items_and_far_ones_
     assert float((detector(one_view) > detector.threshold).float().mean()) > 0.95
 
 
+def test_training_items_that_do_not_vary_give_no_detector_but_a_reason():
+    same = {view: torch.ones(6, DIM) for view in ("head", "mixed", "encoder")}
+    with pytest.raises(ValueError, match="vary too little within their classes"):
+        OODDetector.fit(same, torch.arange(6) % 2, same)
+    one_each = {view: torch.randn(2, DIM) for view in ("head", "mixed", "encoder")}
+    with pytest.raises(ValueError, match="2 training items"):
+        OODDetector.fit(one_each, torch.tensor([0, 1]), clusters(5, 1)[0])
+
+
 def test_the_detector_round_trips_through_its_own_file(tmp_path):
     train, targets = clusters(500, 0)
     detector = OODDetector.fit(train, targets, clusters(500, 1)[0])
