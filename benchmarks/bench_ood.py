@@ -159,7 +159,7 @@ def audio_sets() -> dict[str, list]:
                  "I would like a cup of coffee.", "The meeting starts at nine o'clock.", "Turn left at the corner.",
                  "She sells sea shells by the sea shore.", "Thank you very much for your help.",
                  "Numbers one two three.", "Good morning everybody."]
-    for i, sentence in enumerate(sentences):
+    for sentence in sentences:
         for voice in ("en", "en-us+m3", "en-gb+f2"):
             wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", sentence], capture_output=True, check=True).stdout
             speech.append(wav)

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import random
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import cli, distributed
-from .data import Task
+from .data import Task, seeded_sample
 from .dataset_view import Z_EDGES
 from .errors import DataError
 from .faithfulness import trust_measures, unit_case
@@ -111,9 +110,7 @@ def explain_dataset(checkpoint: Path, data: str | None, out: Path | None = None,
     if task.labels != model.config.labels:
         raise DataError(f"the data's labels {task.labels} are not the checkpoint's {model.config.labels}")
     split_of = {i: name for name, idx in task.split.items() for i in idx}
-    chosen = sorted(task.split[split]) if split else list(range(len(task.inputs)))
-    if items is not None and items < len(chosen):
-        chosen = sorted(random.Random(0).sample(chosen, items))
+    chosen = seeded_sample(sorted(task.split[split]) if split else list(range(len(task.inputs))), items)
     parts = [chosen[s:s + part_items] for s in range(0, len(chosen), part_items)]
     out = out or checkpoint / "dataset"
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ from .cli import checkpoint_task, positive
 from .errors import DataError
 from .model import load_pretrained
 from .model_card import write_card
-from .ood import FIT_ITEMS, OOD_FILE, OODDetector, encoded_batches, sample, summary, view_features
+from .data import seeded_sample
+from .ood import FIT_ITEMS, OOD_FILE, OODDetector, encoded_batches, summary, view_features
 
 
 def fit_for_checkpoint(checkpoint: Path, data: str | None = None, builtin_data: str | None = None,
@@ -27,7 +28,7 @@ def fit_for_checkpoint(checkpoint: Path, data: str | None = None, builtin_data: 
     and report the share of its test split flagged; recorded in metrics.json["ood"] and the card."""
     model = load_pretrained(checkpoint)
     task = checkpoint_task(checkpoint, data, builtin_data)
-    chosen = {name: sample(task.split[name], items) for name in ("train", "val", "test")}
+    chosen = {name: seeded_sample(task.split[name], items) for name in ("train", "val", "test")}
     features = {name: view_features(model, encoded_batches(model, [task.inputs[i] for i in idx]))
                 for name, idx in chosen.items()}
     targets = torch.tensor([task.targets[i] for i in chosen["train"]])

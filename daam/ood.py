@@ -7,8 +7,8 @@ the pool was given ("mixed": the layer-mixed states averaged over the input's po
 encoder gave ("encoder": its features averaged over the positions, the last layer's where it gives several).
 mu_kc: each class's mean over the training split; Sigma_k: the shared within-class covariance (Lee et al. 2018),
 shrunk toward a scaled identity by scikit-learn's Ledoit-Wolf estimate so that it stays well conditioned with fewer
-items than dimensions; q_k: the QUANTILE of d_k over the validation split. The threshold is the QUANTILE of the score over the validation
-split (held out, in distribution), so about 1 - QUANTILE of such inputs are flagged.
+items than dimensions; q_k: the QUANTILE of d_k over the validation split. The threshold is the QUANTILE of the
+score over the validation split (held out, in distribution), so about 1 - QUANTILE of such inputs are flagged.
 
 Why distances and not the logits' confidence (max softmax, energy): a network of ReLUs and linear layers grows
 *more* confident the farther an input lies from its data along most directions (Hein et al. 2019), which is where
@@ -161,13 +161,6 @@ def cached_batches(cache, items: list[int], batch_size: int = 256):
     for start in range(0, len(items), batch_size):
         features, mask, _ = cache.batch(items[start:start + batch_size])
         yield features, mask
-
-
-def sample(items: list[int], count: int, seed: int = 0) -> list[int]:
-    """At most `count` of these items, a seeded random sample in their order."""
-    import random
-
-    return sorted(random.Random(seed).sample(items, count)) if len(items) > count else list(items)
 
 
 def summary(detector: OODDetector, features: dict[str, torch.Tensor], counts: dict[str, int]) -> dict:

@@ -45,10 +45,14 @@ class Opener:
     explain: tuple[Callable, list, list]
 
 
-@functools.cache
 def view(name: str) -> DatasetView:
     """The served checkpoint's explained test set, read once."""
-    return DatasetView.read(serving.served()[name].directory / "dataset", serving.model_for(name).config.labels)
+    return _read(serving.served()[name].directory / "dataset", tuple(serving.model_for(name).config.labels))
+
+
+@functools.cache  # by folder, not by name: checkpoints served later under the same name keep their own rows
+def _read(directory: Path, labels: tuple[str, ...]) -> DatasetView:
+    return DatasetView.read(directory, list(labels))
 
 
 def has_dataset(name: str) -> bool:
@@ -110,7 +114,7 @@ def _what_heads_favour(v: DatasetView, rows: np.ndarray, name: str, head_choice:
     present = np.bincount(v.label_index[rows], minlength=len(v.labels)) > 0
     if kind == "image":
         return class_relevance_maps(mean, v.labels, present)
-    longest = v.frame["position_labels"].iloc[int(np.argmax(v.frame["relevance"].map(len)))]
+    longest = v.frame["position_labels"].iloc[int(np.bincount(v.row_of_position).argmax())]
     return relevance_over_positions(mean, v.labels, present, longest, unit="position")
 
 

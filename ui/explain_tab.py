@@ -3,6 +3,7 @@ deletion test on the current input) and the export of the Explanation JSON with 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -199,7 +200,11 @@ def _trust_verdict(result: dict, randomisation: str) -> str:
 def randomisation_note(name: str) -> str:
     """What the model-randomisation check found for this checkpoint on held-out data (its metrics.json), flagging
     each method whose ranking did not change; "" where it has not been run."""
-    path = serving.served()[name].directory / "metrics.json"
+    return _randomisation_note(serving.served()[name].directory / "metrics.json")
+
+
+@functools.cache  # metrics.json does not change while the app serves: read once, not on every filter or trust run
+def _randomisation_note(path: Path) -> str:
     rho = (json.loads(path.read_text()).get("faithfulness") or {}).get("randomisation") if path.is_file() else None
     if not rho:
         return ""

@@ -59,6 +59,11 @@ def check(task: Task) -> None:
         raise DataError(f"{task.description}: too few examples of {', '.join(unseen)} to reach the training split")
 
 
+def seeded_sample(items: list[int], count: int | None, seed: int = 0) -> list[int]:
+    """At most `count` of these items (None: all), a seeded random sample, in their order."""
+    return sorted(random.Random(seed).sample(items, count)) if count is not None and count < len(items) else list(items)
+
+
 def stratified_split(labels: list[int], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:
     rng = random.Random(seed)
     split = {"train": [], "val": [], "test": []}
