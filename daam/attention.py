@@ -235,6 +235,8 @@ class _DensityAttention(DensityHeads):
         """(y, gate, z) from the fused kernel, or None where the eager path must run (see daam/fused.py)."""
         if not isinstance(x, torch.Tensor) or x.dtype == torch.float64 or x.numel() == 0:
             return None
+        if want_details and torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return None  # the kernel's backward carries y's gradient alone; one through the gate or z needs eager
         if x.device.type != "cpu":
             if getattr(self, "_compiled_forward", None) is None:
                 self._compiled_forward = fused.compiled(self._eager_forward)
@@ -375,9 +377,13 @@ class DensityBlock(nn.Module):
             _warn_deprecated_flag()
         # Padding is found once, on the input: the residual sum would otherwise change it.
         real = self.layers[0]._real_mask(x, mask) if isinstance(x, torch.Tensor) else None
+        want_details = return_intermediates or return_weights or return_attention_details
         details = {}
         for i, layer in enumerate(self.layers):
-            gated, details[f"layer_{i}"] = layer(x, mask=real, return_intermediates=True)
+            if want_details:  # asked for only when wanted: a fused layer then runs its kernel, backward included
+                gated, details[f"layer_{i}"] = layer(x, mask=real, return_intermediates=True)
+            else:
+                gated = layer(x, mask=real)
             x = x + gated if real is None else torch.where(real, x + gated, x)
         if return_intermediates:
             return x, details

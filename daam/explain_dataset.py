@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from .data import Task, seeded_sample
 from .dataset_view import Z_EDGES
 from .errors import DataError
 from .faithfulness import trust_measures, unit_case
+from .features import encoding_order
 from .modalities import modality
 from .model import load_pretrained
 
@@ -56,12 +58,14 @@ def media(item) -> tuple[str, bytes | None]:
 
 
 def rows(model, task: Task, items: list[int], split_of: dict[int, str], trust: bool = True) -> list[dict]:
-    """The Parquet rows of these items of the task, explained in batches; the trust measures (one more batched pass
-    of the model per item) where `trust` and the modality has a deletion test."""
-    out = []
+    """The Parquet rows of these items of the task (in their order), explained in batches of similar lengths; the
+    trust measures (one more batched pass of the model per item) where `trust` and the modality has a deletion
+    test."""
+    out = {}
     measured = trust and bool(modality(model.config.modality).case)
-    for start in range(0, len(items), BATCH):
-        chunk = items[start:start + BATCH]
+    order = [items[k] for k in encoding_order([task.inputs[i] for i in items], task.sort_key)]  # pads less
+    for start in range(0, len(order), BATCH):
+        chunk = order[start:start + BATCH]
         for i, e in zip(chunk, model.explain_batch([task.inputs[i] for i in chunk])):
             shown, data = media(task.inputs[i])
             target = e.labels.index(e.predicted_label)
@@ -71,15 +75,24 @@ def rows(model, task: Task, items: list[int], split_of: dict[int, str], trust: b
                 measures = trust_measures(case, case.per_unit(e.position_relevance), target)
             z_counts = [np.histogram(np.clip(z, Z_EDGES[0], Z_EDGES[-1]), Z_EDGES)[0].tolist()
                         for z in e.z_values["positions"]]
-            out.append({"id": i, "split": split_of[i], "input": shown or f"item {i}", "media": data,
+            out[i] = {"id": i, "split": split_of[i], "input": shown or f"item {i}", "media": data,
                         "label": task.labels[task.targets[i]], "predicted_label": e.predicted_label,
                         "confidence": float(e.probabilities[target]),
                         "correct": e.predicted_label == task.labels[task.targets[i]],
                         "probabilities": [float(p) for p in e.probabilities],
                         "position_labels": list(e.position_labels), "relevance": e.position_relevance.tolist(),
                         "gates": e.position_weights.tolist(), "relevance_method": e.relevance_method,
-                        "z_counts": z_counts, **measures})
-    return out
+                        "z_counts": z_counts, **measures}
+    return [out[i] for i in items]
+
+
+def in_label_order(task: Task, labels: list[str]) -> Task:
+    """The task with its targets numbered as the checkpoint numbers its labels (other files list the same labels in
+    their own order: sorted names, or as they first appear); a DataError when the labels themselves differ."""
+    if sorted(task.labels) != sorted(labels):
+        raise DataError(f"the data's labels {task.labels} are not the checkpoint's {labels}")
+    number = [labels.index(name) for name in task.labels]
+    return replace(task, labels=list(labels), targets=[number[t] for t in task.targets])
 
 
 def compact(table):
@@ -107,8 +120,7 @@ def explain_dataset(checkpoint: Path, data: str | None, out: Path | None = None,
     processes = distributed.current()
     model = load_pretrained(checkpoint, device=processes.device)
     task = cli.checkpoint_task(checkpoint, data, builtin_data)
-    if task.labels != model.config.labels:
-        raise DataError(f"the data's labels {task.labels} are not the checkpoint's {model.config.labels}")
+    task = in_label_order(task, model.config.labels)
     split_of = {i: name for name, idx in task.split.items() for i in idx}
     chosen = seeded_sample(sorted(task.split[split]) if split else list(range(len(task.inputs))), items)
     parts = [chosen[s:s + part_items] for s in range(0, len(chosen), part_items)]

@@ -73,17 +73,27 @@ def _fall_back(reason: str) -> None:
         _warned = True
 
 
-def cpu_kernel() -> ctypes.CDLL | None:
-    """The compiled CPU kernel, built on first use; None (after one warning) where it cannot be built."""
+def _built() -> ctypes.CDLL | None:
     global _library, _unavailable
     if _library is None and _unavailable is None:
         try:
             _library = _load()
         except (OSError, RuntimeError) as error:
             _unavailable = str(error)
-    if _library is None:
+    return _library
+
+
+def cpu_kernel() -> ctypes.CDLL | None:
+    """The compiled CPU kernel, built on first use; None (after one warning) where it cannot be built."""
+    if _built() is None:
         _fall_back(_unavailable)
     return _library
+
+
+def cpu_kernel_available() -> bool:
+    """Whether the CPU kernel is built or builds here (once per machine), without the warning when it does not: for
+    callers that choose the fused path only where it runs."""
+    return _built() is not None
 
 
 def compiled(fn: Callable) -> Callable:

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 from huggingface_hub import PyTorchModelHubMixin
 
+from . import fused
 from .adapters import build_adapter
 from .attention import Intermediates, MultiHeadDensityAdaptiveAttention, head_index
 from .encoders import Encoded
@@ -164,6 +165,14 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         pool = self.density_pool
         stages = {"positions": pool.position_attention, "layers": pool.layer_attention}
         return {name: module for name, module in stages.items() if isinstance(module, MultiHeadDensityAdaptiveAttention)}
+
+    def use_fused_kernel(self, enabled: bool) -> None:
+        """Run every density stage through daam/fused.py (fused=True: one kernel for statistics, gate and product;
+        the same values to float32 rounding) or through the eager ops. On a CUDA device fused=True means
+        torch.compile, which compiles per input shape: from_pretrained turns it on for the CPU alone."""
+        for module in self.modules():
+            if isinstance(module, MultiHeadDensityAdaptiveAttention):
+                module.fused = enabled
 
     def densities(self) -> dict[str, DensityStage]:
         """Each density stage's parameters and curves. They depend on the weights alone, so they are computed
@@ -357,6 +366,9 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         model.ood = OODDetector.load(directory)
         if model.ood is not None:
             model.ood.to(device)
+        # Inference on the CPU through the fused kernel (benchmarks/bench_explain.py prints the gain); its backward
+        # serves the gradient-based relevance, and nothing at inference differentiates twice.
+        model.use_fused_kernel(torch.device(device).type == "cpu" and fused.cpu_kernel_available())
         return model.to(device).eval()
 
 

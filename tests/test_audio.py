@@ -160,6 +160,7 @@ def test_padding_does_not_change_a_clip_and_weights_round_trip(tmp_path, speech_
     model.save_pretrained(tmp_path)
     loaded = load_pretrained(tmp_path)
     loaded.set_encoder(speech_encoder)
+    loaded.use_fused_kernel(False)  # as the model built above runs: the weights, not the kernel, are on trial here
     np.testing.assert_allclose(loaded.explain(short).probabilities, alone.probabilities, atol=0)
 
 

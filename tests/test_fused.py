@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,6 +63,22 @@ def test_fused_matches_eager_values_and_gradients(mode, shape, norm_axis, heads,
             assert g is None or not g.abs().any()
         else:
             torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+
+
+@needs_kernel
+def test_fused_gradients_through_the_gate_and_z_are_the_eager_ones():
+    # A pool that weighs positions by their gate differentiates through it, not through y: the kernel's backward
+    # carries y's gradient alone, so such a call must run eager rather than lose that gradient.
+    torch.manual_seed(2)
+    eager, fast = _pair("mixture", 1, 4, head_axis=2)
+    x = torch.randn(3, 9, 8) * 2
+    grads = []
+    for module in (eager, fast):
+        xg = x.clone().requires_grad_()
+        _, inter = module(xg, return_intermediates=True)
+        grads.append(torch.autograd.grad((inter.gate * inter.z.cos()).sum(), xg)[0])
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])
 
 
 @needs_kernel
@@ -146,3 +163,20 @@ def test_original_drop_in_fused_matches_its_eager_path():
     torch.testing.assert_close(fast(x), eager(x), rtol=1e-5, atol=1e-6)
     fast(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@needs_kernel
+def test_checkpoints_load_fused_on_the_cpu_with_the_eager_explanations():
+    from daam import load_pretrained
+    from daam.examples import example_inputs
+
+    model = load_pretrained(ROOT / "checkpoints" / "image")  # its relevance differentiates through the pool's gates
+    assert all(stage.fused for stage in model.density_stages().values())
+    pictures = example_inputs("image")[:2]
+    fused = model.explain_batch(pictures)
+    model.use_fused_kernel(False)
+    for got, expected in zip(fused, model.explain_batch(pictures)):
+        np.testing.assert_allclose(got.probabilities, expected.probabilities, atol=1e-6)
+        np.testing.assert_allclose(got.position_weights, expected.position_weights, atol=1e-6)
+        np.testing.assert_allclose(got.position_relevance, expected.position_relevance, rtol=1e-4,
+                                   atol=1e-5 * np.abs(expected.position_relevance).max())

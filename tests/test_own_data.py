@@ -480,3 +480,14 @@ def test_explain_dataset_writes_a_parquet_row_per_item_in_parts_and_resumes(tmp_
     explain_dataset(["--checkpoint", str(checkpoint), "--split", "test", "--items", "5"])
     view = DatasetView.read(checkpoint / "dataset", model.config.labels)
     assert len(view) == 5 and set(view.frame["split"]) == {"test"} and view.measured
+
+
+def test_explain_dataset_numbers_other_files_labels_as_the_checkpoint_does():
+    from daam.data import Task
+    from daam.explain_dataset import in_label_order
+
+    task = Task("reviews", ["fresh", "rotten"], ["good", "bad", "fine"], [0, 1, 0], {"test": [0, 1, 2]}, {})
+    assert in_label_order(task, ["rotten", "fresh"]).targets == [1, 0, 1]
+    assert in_label_order(task, ["rotten", "fresh"]).labels == ["rotten", "fresh"]
+    with pytest.raises(DataError, match="not the checkpoint's"):
+        in_label_order(task, ["rotten", "meh"])
