@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.exit(2, f"{parser.prog}: {error}\n")
     logging.basicConfig(level=logging.INFO)
     demo = build()
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=serving.CONCURRENT_REQUESTS, max_size=64)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), max_file_size=MAX_UPLOAD,
                 show_error=False)

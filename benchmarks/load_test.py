@@ -3,7 +3,8 @@
     python benchmarks/load_test.py [--clients 8] [--requests 25] [--soak 500]
 
 1. Single-request latency: median of 12 sequential mixed requests (text, image, audio), and per endpoint.
-2. Load: `clients` gradio_client clients in parallel, each sending `requests` mixed requests;
+2. Load: `clients` visitors in parallel (plain HTTP by default, HttpVisitor; --client gradio_client), each sending
+   `requests` mixed requests;
    prints p50, p95, max, errors and throughput (goal: 0 errors, p95 <= 4x the single-request p50).
 3. Memory: the server's RSS after warm-up and after `soak` more mixed requests
    (goal: growth < 200 MB).
@@ -15,10 +16,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import itertools
+import json
 import math
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +49,49 @@ def requests_cycle():
     return itertools.cycle(pool)
 
 
+class HttpVisitor:
+    """A visitor speaking Gradio's documented REST API over one keep-alive connection: a file goes up through
+    POST /gradio_api/upload, the call is POST /gradio_api/call/<endpoint>, its answer the event stream of GET
+    /gradio_api/call/<endpoint>/<event id>. gradio_client does the same with more machinery (a status thread, a
+    job per call), about 70 ms of CPU a request on this machine: as much as the app's own work, taken from the
+    cores the app is measured on. Visitors come from other machines; this load generator stays out of the way."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=f"{url}gradio_api/", timeout=DEADLINE_S)
+        # One session a visitor, as a browser tab and gradio_client have: without one, Gradio builds a session's
+        # state (a copy of every component's config, in proportion to the app's size) for every call.
+        self.session = uuid.uuid4().hex[:11]
+
+    def predict(self, argument, api_name: str):
+        if isinstance(argument, dict):  # gradio_client.handle_file's file reference
+            path = Path(argument["path"])
+            with open(path, "rb") as f:
+                uploaded = self.http.post("upload", files=[("files", (path.name, f))]).raise_for_status().json()[0]
+            argument = {"path": uploaded, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+        call = self.http.post(f"call{api_name}", json={"data": [argument], "session_hash": self.session}).raise_for_status()
+        with self.http.stream("GET", f"call{api_name}/{call.json()['event_id']}") as stream:
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    if event == "error":
+                        raise RuntimeError(line.removeprefix("data:").strip())
+                    return json.loads(line.removeprefix("data:"))[0]
+        raise RuntimeError(f"{api_name}: the event stream ended without an answer")
+
+
+def visitor(url: str, kind: str):
+    """A client of the app at url: plain HTTP (HttpVisitor) or gradio_client's Client."""
+    if kind == "http":
+        return HttpVisitor(url)
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
 def timed(client, endpoint, argument) -> tuple[str, float, str | None]:
     """(endpoint, seconds, error or None) of one request."""
     started = time.perf_counter()
@@ -70,11 +116,10 @@ def per_endpoint(results: list[tuple[str, float, str | None]]) -> str:
                      for e, v in by_endpoint.items())
 
 
-def measure(url: str, cycle, clients: int, requests: int, label: str) -> None:
-    """Print single-request and loaded latencies of `cycle`'s requests against the app at `url`."""
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
+def measure(url: str, cycle, clients: int, requests: int, label: str, kind: str = "http") -> None:
+    """Print single-request and loaded latencies of `cycle`'s requests against the app at `url`, sent by `kind`
+    visitors (see visitor)."""
+    client = visitor(url, kind)
     for _ in range(6):  # warm-up: every endpoint once or more
         timed(client, *next(cycle))
     single = [timed(client, *next(cycle)) for _ in range(12)]
@@ -82,7 +127,7 @@ def measure(url: str, cycle, clients: int, requests: int, label: str) -> None:
 
     # One thread per client, each sending its requests one after another, as a user would: a gradio_client
     # Client shared by threads races on its one event stream and cancels requests on the client side.
-    users = [Client(url, verbose=False) for _ in range(clients)]
+    users = [visitor(url, kind) for _ in range(clients)]
     work = [[next(cycle) for _ in range(requests)] for _ in users]
 
     def one_client(c: int) -> list[tuple[str, float, str | None]]:
@@ -109,15 +154,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=25)
     parser.add_argument("--soak", type=int, default=500)
+    parser.add_argument("--client", choices=["http", "gradio_client"], default="http",
+                        help="how the visitors are simulated (see HttpVisitor; gradio_client: as before 2026-12-04)")
+    parser.add_argument("--app", type=Path, default=ROOT / "app.py",
+                        help="the app to load (another checkout's app.py, to compare before and after a change)")
     parser.add_argument("--no-reference", action="store_true", help="skip the trivial-endpoint reference")
     args = parser.parse_args()
-    from gradio_client import Client
 
     begun = time.perf_counter()
-    with serve(ROOT / "app.py") as (pid, url):
+    with serve(args.app.resolve()) as (pid, url):
         cycle = requests_cycle()
-        measure(url, cycle, args.clients, args.requests, "app")
-        client = Client(url, verbose=False)
+        measure(url, cycle, args.clients, args.requests, "app", args.client)
+        client = visitor(url, args.client)
         before = rss_mb(pid)
         soak_errors = 0
         for count in range(args.soak):
@@ -131,8 +179,7 @@ def main() -> None:
     if not args.no_reference:
         with serve(ROOT / "benchmarks" / "trivial_app.py") as (_, url):
             measure(url, itertools.cycle([("/echo", "A warm, funny and beautifully acted film.")]), args.clients,
-                    args.requests, "reference (trivial endpoint)")
-
+                    args.requests, "reference (trivial endpoint)", args.client)
 
 if __name__ == "__main__":
     main()

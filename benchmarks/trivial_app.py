@@ -14,5 +14,5 @@ def echo(text: str) -> dict:
 
 with gr.Blocks() as demo:
     gr.api(echo, api_name="echo")
-demo.queue(default_concurrency_limit=2, max_size=64)
+demo.queue(default_concurrency_limit=8, max_size=64)  # app.py's: ui.serving.CONCURRENT_REQUESTS
 demo.launch(server_name="127.0.0.1", server_port=int(os.environ["GRADIO_SERVER_PORT"]))

@@ -226,6 +226,49 @@ def test_slow_requests_get_a_message_instead_of_hanging(monkeypatch):
     assert serving.user_errors(lambda: "quick")() == "quick"
 
 
+class RecordingModel:
+    """explain_batch records each batch; the first waits until released, so that others queue behind it; an input
+    "bad" makes any batch holding it fail, as an unreadable file does."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.batches, self.release = [], threading.Event()
+
+    def explain_batch(self, values: list) -> list:
+        self.batches.append(list(values))
+        if len(self.batches) == 1:
+            self.release.wait(5)
+        if "bad" in values:
+            raise ValueError(f"cannot read {values}")
+        return [f"explained {v}" for v in values]
+
+    def explain(self, value):
+        return self.explain_batch([value])[0]
+
+
+def test_requests_waiting_for_one_model_are_explained_together_and_a_bad_one_fails_alone():
+    from ui.serving import Batcher
+
+    batcher, model, other = Batcher(max_batch=3), RecordingModel(), RecordingModel()
+    other.release.set()
+    first = batcher.submit(model, "first")
+    while not model.batches:  # the batcher is busy with it
+        time.sleep(0.01)
+    waiting = [batcher.submit(model, v) for v in ("a", "bad", "b", "c")] + [batcher.submit(other, "x")]
+    gave_up = batcher.submit(model, "gave up")
+    gave_up.cancel()  # its visitor stopped waiting: never run
+    model.release.set()
+    assert first.result(5) == "explained first"
+    assert [f.result(5) for f in waiting[:1] + waiting[2:]] == ["explained a", "explained b", "explained c", "explained x"]
+    with pytest.raises(ValueError, match="bad"):
+        waiting[1].result(5)
+    # a, bad and b in one batch (max_batch 3), that failing, each alone; then c; the other model's on its own
+    assert model.batches == [["first"], ["a", "bad", "b"], ["a"], ["bad"], ["b"], ["c"]]
+    assert other.batches == [["x"]] and gave_up.cancelled()
+    assert "gave up" not in sum(model.batches, [])
+
+
 PLOT_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)
   .map(p => [p.querySelector('.main-svg').getBoundingClientRect().width, p.parentElement.getBoundingClientRect().width])"""
 
