@@ -1,5 +1,6 @@
 """What every tab of the app shares: the checkpoints it serves and their models, how a request runs (on a worker
-thread, with a time limit, its errors turned into messages for the visitor), and the named endpoints
+thread, with a time limit, its errors turned into messages for the visitor; explanations of one checkpoint that wait
+at the same time run as one batch, Batcher), and the named endpoints
 /explain_<name> and /compare_<name>, one pair per served checkpoint.
 
 By default the app serves the shipped checkpoints, checkpoints/<modality>/ for each modality of the registry;
@@ -34,9 +35,10 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MAX_TEXT_CHARS = 50_000  # the encoder reads 512 tokens; far longer text only costs tokenisation time
 REQUEST_TIMEOUT_S = 30  # a request that takes longer gets a message instead of holding the page
 CONCURRENT_REQUESTS = 8  # per event (app.py's queue): enough waiting at once for the batcher to have several to join
-MAX_BATCH = 8  # inputs per explain_batch: text 14 -> 5 ms an input from 1 to 8 on this machine's 2 cores
+MAX_BATCH = 8  # inputs per explain_batch (README, "Many visitors": what an input of a batch costs)
 WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=2 * CONCURRENT_REQUESTS, thread_name_prefix="daam-request")
 log = logging.getLogger("daam-lens")
+
 
 def _no_gpu_wrapper(fn):
     return fn
