@@ -181,5 +181,6 @@ def main() -> None:
             measure(url, itertools.cycle([("/echo", "A warm, funny and beautifully acted film.")]), args.clients,
                     args.requests, "reference (trivial endpoint)", args.client)
 
+
 if __name__ == "__main__":
     main()

@@ -235,12 +235,12 @@ class _DensityAttention(DensityHeads):
         """(y, gate, z) from the fused kernel, or None where the eager path must run (see daam/fused.py)."""
         if not isinstance(x, torch.Tensor) or x.dtype == torch.float64 or x.numel() == 0:
             return None
-        if want_details and torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return None  # the kernel's backward carries y's gradient alone; one through the gate or z needs eager
         if x.device.type != "cpu":
             if getattr(self, "_compiled_forward", None) is None:
                 self._compiled_forward = fused.compiled(self._eager_forward)
             return self._compiled_forward(x, mask)
+        if want_details and torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return None  # the CPU kernel's backward carries y's gradient alone; one through the gate or z needs eager
         norm_axis, param_axis = self._check_input(x)
         if (self.head_axis is not None and param_axis == norm_axis) or fused.cpu_kernel() is None:
             return None  # heads along the statistics' own axis: the kernel wants one head per segment

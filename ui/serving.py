@@ -40,16 +40,15 @@ WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=2 * CONCURRENT_REQUE
 log = logging.getLogger("daam-lens")
 
 
-def _no_gpu_wrapper(fn):
-    return fn
-
-
 try:  # on Hugging Face ZeroGPU Spaces, inference must run inside spaces.GPU
     import spaces
 
-    gpu = spaces.GPU
+    gpu, ZERO_GPU = spaces.GPU, True
 except ImportError:
-    gpu = _no_gpu_wrapper
+    ZERO_GPU = False
+
+    def gpu(fn):
+        return fn
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -251,7 +250,7 @@ def _explain_on_zero_gpu(model, value) -> Explanation:
 def explain(name: str, value) -> Explanation:
     model = model_for(name)  # a missing checkpoint is the first thing to say
     value = check_input(entry(name).input_kind, value)
-    if gpu is not _no_gpu_wrapper:  # ZeroGPU lends its device to the request's own call, not to another thread
+    if ZERO_GPU:  # ZeroGPU lends its device to the request's own call, not to another thread
         return _explain_on_zero_gpu(model, value)
     future = BATCHER.submit(model, value)
     try:
