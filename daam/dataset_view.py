@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-Z_EDGES = np.linspace(-4.0, 4.0, 41)  # the bins the z-values of each item are counted in (explain_dataset writes them)
 TABLE_COLUMNS = ["id", "input", "label", "predicted_label", "confidence", "correct", "comprehensiveness", "sufficiency"]
 SORTS = {"id": "id", "confidence": "confidence", "comprehensiveness": "comprehensiveness",
          "sufficiency": "sufficiency"}
@@ -176,5 +175,5 @@ class DatasetView:
             return (total / count).reshape(k, width)
 
     def z_histogram(self, rows: np.ndarray) -> np.ndarray:
-        """(heads, bins) how many of the position stage's z-values fell in each of Z_EDGES' bins over these rows."""
+        """(heads, bins) how many of the position stage's z-values fell in each of explanation.Z_EDGES' bins over these rows."""
         return self.z_counts[rows].sum(0)

@@ -24,6 +24,9 @@ class Encoded:
     position_labels: list[list[str]]  # per item, one label per real position
     truncation_notes: list[str]  # per item, what the model did not see, in words ("" when it saw everything)
     extras: list[Extras | None] = field(default_factory=list)  # per item, what the view needs beyond the weights
+    # The encoder's own input, requiring grad, when the features were computed keeping their graph back to it (an
+    # image encoder called with keep_graph=True); None otherwise.
+    graph_input: torch.Tensor | None = None
 
 
 def model_kind(model_type: str) -> str | None:

@@ -11,7 +11,7 @@ is stopped resumes from the parts it has not written. A row (daam.dataset_view r
 in the data), split, input (the text, the file's path, or "item N" for an in-memory picture or clip, then in
 `media` as PNG or FLAC bytes), label, predicted_label, confidence, correct, probabilities, position_labels,
 relevance (per position), gates (per head and position: each head's mean raw gate over its channels),
-relevance_method, z_counts (per head, the position stage's z-values counted in dataset_view.Z_EDGES' bins) and
+relevance_method, z_counts (per head, the position stage's z-values counted in explanation.Z_EDGES' bins) and
 the relevance's trust measures on this item (daam.faithfulness.trust_measures: comprehensiveness, sufficiency,
 log_odds)."""
 
@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 
 from . import cli, distributed
 from .data import Task, seeded_sample
-from .dataset_view import Z_EDGES
 from .errors import DataError
 from .faithfulness import trust_measures, unit_case
 from .features import encoding_order
@@ -73,8 +72,7 @@ def rows(model, task: Task, items: list[int], split_of: dict[int, str], trust: b
             if measured:
                 case = unit_case(model, task.inputs[i])
                 measures = trust_measures(case, case.per_unit(e.position_relevance), target)
-            z_counts = [np.histogram(np.clip(z, Z_EDGES[0], Z_EDGES[-1]), Z_EDGES)[0].tolist()
-                        for z in e.z_values["positions"]]
+            z_counts = e.z_counts["positions"].tolist()
             out[i] = {"id": i, "split": split_of[i], "input": shown or f"item {i}", "media": data,
                         "label": task.labels[task.targets[i]], "predicted_label": e.predicted_label,
                         "confidence": float(e.probabilities[target]),

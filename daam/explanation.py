@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 JSON_DECIMALS = 6
+Z_RANGE = 4.0  # the z-values the views draw: density curves over [-Z_RANGE, Z_RANGE]
+Z_EDGES = np.linspace(-Z_RANGE, Z_RANGE, 41)  # the bins each head's z-values are counted in
 PNG_PREFIX = "data:image/png;base64,"
 
 
@@ -70,6 +72,27 @@ def _floats(values, ndim: int | None = None) -> np.ndarray:
     array = np.asarray(values, dtype=np.float32)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"expected {ndim} dimensions, got shape {array.shape}")
+    return array
+
+
+def z_bins(values: np.ndarray) -> np.ndarray:
+    """The Z_EDGES bin of each z-value, those beyond ±Z_RANGE in the end bins: floor((z + Z_RANGE) / width) in
+    float32 as written (the model computes it on its tensors with the same operations, so both agree exactly)."""
+    bins = len(Z_EDGES) - 1
+    scaled = np.asarray(values, dtype=np.float32) * np.float32(bins / (2 * Z_RANGE)) + np.float32(bins / 2)
+    return np.clip(scaled, 0, bins - 0.5).astype(np.int64)
+
+
+def count_z(values: np.ndarray) -> np.ndarray:
+    """How many of `values` fall in each of Z_EDGES' bins (z_bins): (bins,) int64."""
+    return np.bincount(z_bins(values).ravel(), minlength=len(Z_EDGES) - 1)
+
+
+def _counts(values) -> np.ndarray:
+    """(heads, bins) z-counts from JSON, checked against Z_EDGES."""
+    array = np.asarray(values, dtype=np.int64)
+    if array.ndim != 2 or array.shape[1] != len(Z_EDGES) - 1:
+        raise ValueError(f"z_counts: expected (heads, {len(Z_EDGES) - 1}) counts, got shape {array.shape}")
     return array
 
 
@@ -166,7 +189,9 @@ class Explanation:
     layer_importance: np.ndarray  # (layers, dim): the Importance Factor, mean gate per layer and feature
     layer_names: list[str]
     density: dict[str, DensityStage]  # by stage ("positions", "layers")
-    z_values: dict[str, list[np.ndarray]]  # by stage: per head, a sample of this input's z-values
+    # by stage: (heads, bins) how many of this input's z-values each head saw in each of Z_EDGES' bins; the end bins
+    # also count those beyond ±Z_RANGE
+    z_counts: dict[str, np.ndarray]
     truncated: bool  # the model saw only part of the input
     truncation_note: str  # what it left out, in words ("" when nothing)
     timings: dict[str, float]  # {"encoder_ms", "daam_ms"}
@@ -193,6 +218,10 @@ class Explanation:
         """The inverse of to_dict; a ValueError names what is missing or unknown."""
         if not isinstance(data, Mapping):
             raise ValueError(f"an Explanation is read from a dict, got {type(data).__name__}")
+        if "z_values" in data and "z_counts" not in data:  # written before z_counts: per head, a sample of z-values
+            z_counts = {stage: np.stack([count_z(_floats(z, 1)) for z in heads])
+                        for stage, heads in data["z_values"].items()}
+            data = {k: v for k, v in data.items() if k != "z_values"} | {"z_counts": z_counts}
         names = [f.name for f in fields(cls)]
         unknown = set(data) - set(names)
         if unknown:
@@ -206,7 +235,7 @@ class Explanation:
         values["head_relevance"] = _floats(data["head_relevance"], 2)
         values["layer_importance"] = _floats(data["layer_importance"], 2)
         values["density"] = {stage: DensityStage.from_dict(d) for stage, d in data["density"].items()}
-        values["z_values"] = {stage: [_floats(z, 1) for z in heads] for stage, heads in data["z_values"].items()}
+        values["z_counts"] = {stage: _counts(counts) for stage, counts in data["z_counts"].items()}
         extras = data.get("extras")
         if extras:
             kind = extras.get("kind")

@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 from huggingface_hub import PyTorchModelHubMixin
@@ -25,15 +24,14 @@ from . import fused
 from .adapters import build_adapter
 from .attention import Intermediates, MultiHeadDensityAdaptiveAttention, head_index
 from .encoders import Encoded
-from .explanation import DensityStage, Explanation
+from .explanation import Z_EDGES, Z_RANGE, DensityStage, Explanation
 from .hub import resolve_checkpoint
 from .ood import OODDetector, views_of
 from .modalities import modality, resolve
 from .pools import BASELINES, DensityPool, ScoredDensityAttention, build_pool, masked_mean
 from .relevance import RelevanceMethod, build_relevance_method
 
-Z_VALUES_PER_HEAD = 1000  # enough for a histogram, small enough for a JSON answer
-CURVE_Z_RANGE, CURVE_POINTS = 4.0, 161  # z-grid the density curves are drawn on
+CURVE_POINTS = 161  # the z-grid the density curves are drawn on, over explanation.Z_RANGE
 TOP_LEVEL_MODULES = ("adapter", "pool", "norm", "dropout", "head")  # checkpoints saved before daam.pools keep the
 # pool's parameters at the top level (layer_attention.*, position_attention.*, layer_logits; a mechanism's pooling.*)
 
@@ -195,17 +193,18 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
     @torch.no_grad()  # not inference_mode: an encoder built lazily here must stay usable by autograd
     def _explain_batch(self, inputs: list) -> list[Explanation]:
         self.eval()
+        method = self.relevance_method
         start = time.perf_counter()
-        encoded: Encoded = self.encoder(list(inputs))
+        encoded: Encoded = method.encode(self, list(inputs))
         encoder_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
-        features, mask = encoded.features.to(self.device).float(), encoded.mask.to(self.device)
+        # detached: a graph the encoder kept is the relevance method's (it reads encoded.features itself)
+        features, mask = encoded.features.detach().to(self.device).float(), encoded.mask.to(self.device)
         logits, inter = self.forward(features, mask, return_intermediates=True)
         probs = logits.softmax(-1).cpu().numpy()
         ood = None if self.ood is None else self.ood(views_of(self, inter, features, mask)).cpu().numpy()  # (b,)
         pool = self.density_pool
         position_weights = self._head_means(inter.positions.gate, pool.position_attention, channel_axis=2)  # (b, heads, positions)
-        method = self.relevance_method
         relevance = method(self, encoded, logits, inter, mask)  # (b, heads, positions), (b, positions)
         layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
         density = self.densities()
@@ -216,12 +215,12 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         lengths = mask.sum(1).tolist()
         weights_np, importance = position_weights.cpu().numpy(), layer_importance.cpu().numpy()
         positions_np, heads_np = relevance.positions.cpu().numpy(), relevance.heads.cpu().numpy()
-        stages = {"layers": (inter.layers, pool.layer_attention, 3), "positions": (inter.positions, pool.position_attention, 2)}
-        z_of = {name: (stage.z.cpu().numpy(), self._head_channels(stage.z.shape[axis], module.num_heads), axis)
-                for name, (stage, module, axis) in stages.items() if name in density}
+        stages = {"layers": (inter.layers, pool.layer_attention, mask[:, None, :, None]),
+                  "positions": (inter.positions, pool.position_attention, mask[:, :, None])}
+        z_counts = {name: self._z_counts(stage.z, real, module.num_heads).cpu().numpy()
+                    for name, (stage, module, real) in stages.items() if name in density}  # (b, heads, bins) each
         explanations = []
         for i, n in enumerate(lengths):
-            z_values = {name: self._z_per_head(z[i], heads, axis - 1, n) for name, (z, heads, axis) in z_of.items()}
             explanations.append(Explanation(
                 modality=self.config.modality,
                 labels=list(labels),
@@ -234,7 +233,7 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
                 layer_importance=importance[i].copy(),
                 layer_names=list(self.config.layer_names),
                 density=density,
-                z_values=z_values,
+                z_counts={name: counts[i] for name, counts in z_counts.items()},
                 truncated=bool(encoded.truncation_notes[i]),
                 truncation_note=encoded.truncation_notes[i],
                 timings={"encoder_ms": encoder_ms / len(inputs), "daam_ms": daam_ms / len(inputs)},
@@ -323,22 +322,20 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         return sums / channels
 
     @staticmethod
-    def _head_channels(channels: int, num_heads: int) -> list[np.ndarray]:
-        """The channels each head owns, as indices."""
-        heads = head_index(channels, num_heads, torch.device("cpu")).numpy()
-        return [np.flatnonzero(heads == h) for h in range(num_heads)]
-
-    @staticmethod
-    def _z_per_head(z: np.ndarray, heads: list[np.ndarray], channel_axis: int, length: int) -> list[np.ndarray]:
-        """Each head's z-values over one input's real entries (the first `length` positions, on axis channel_axis - 1),
-        evenly subsampled to a fixed budget."""
-        z = z[:, :length] if channel_axis == 2 else z[:length]  # layers stage: (layers, positions, channels)
-        out = []
-        for channels in heads:  # ragged per-head output: a loop over a handful of heads is clearest
-            values = np.take(z, channels, axis=channel_axis).ravel()
-            step = max(1, values.size // Z_VALUES_PER_HEAD)
-            out.append(values[::step][:Z_VALUES_PER_HEAD].copy())
-        return out
+    def _z_counts(z: torch.Tensor, real: torch.Tensor, num_heads: int) -> torch.Tensor:
+        """How many of each item's z-values each head saw in each of Z_EDGES' bins, binned as explanation.z_bins
+        bins them: z (batch, ..., channels) with real broadcastable to it (True = a real position) ->
+        (batch, heads, bins). One bincount for the batch: each value's key is its bin plus an offset per item and
+        head, or one past them all where the position is padding."""
+        batch, bins = z.shape[0], len(Z_EDGES) - 1
+        head = head_index(z.shape[-1], num_heads, z.device)  # (channels,)
+        item = torch.arange(batch, device=z.device).view(-1, *[1] * (z.dim() - 1))
+        offset = torch.where(real, ((item * num_heads + head) * bins).float(), float(batch * num_heads * bins))
+        # floored before the offset is added (a float sum would round the fraction away); whole numbers are exact in
+        # float32 below 2^24; int32, not int64: the conversion is the slow step
+        keys = z.float().mul(bins / (2 * Z_RANGE)).add_(bins / 2).clamp_(0, bins - 0.5).floor_().add_(offset)
+        counts = torch.bincount(keys.to(torch.int32).flatten(), minlength=(batch * num_heads + 1) * bins)
+        return counts[:batch * num_heads * bins].view(batch, num_heads, bins)
 
     # ------------------------------------------------------------------ checkpoint I/O
     def _save_pretrained(self, directory: Path) -> None:
@@ -387,7 +384,7 @@ def _pool_keys_from_before_pools(module, state_dict, prefix, *args) -> None:
 def density_stage(attention: MultiHeadDensityAdaptiveAttention) -> DensityStage:
     """A stage's parameters plus every head's gate and components on a fixed z-grid, as numpy, for the view."""
     params = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in attention.density_parameters().items()}
-    grid = torch.linspace(-CURVE_Z_RANGE, CURVE_Z_RANGE, CURVE_POINTS)
+    grid = torch.linspace(-Z_RANGE, Z_RANGE, CURVE_POINTS)
     curve, components = attention.density_curve(grid, components=True)
     collapsed = {k.removeprefix("collapsed_"): v for k, v in params.items() if k.startswith("collapsed_")}
     return DensityStage(mode=params["mode"], offsets=params["offsets"], scales=params["scales"],

@@ -13,7 +13,8 @@ is built, not with a silent fall-back.
                       silenced). One more encoder pass and DAAM pass.
     encoder_gradient  positions: gradient x input through the encoder (its input_relevance), for positions whose
                       removal reaches beyond their own features (an image cell moves its neighbours' features too);
-                      heads: the pool's account. One forward and one backward pass through the encoder.
+                      heads: the pool's account. The encoder's forward keeps its graph; one backward pass
+                      through it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class RelevanceMethod:
             raise ValueError(f"relevance method {self.name!r} needs an encoder with {self.needs}(); "
                              f"{type(encoder).__name__} has none")
 
+    def encode(self, model, inputs: list):
+        """Raw inputs -> the Encoded batch this method will read (the encoder's plain call unless it needs more)."""
+        return model.encoder(inputs)
+
     def __call__(self, model, encoded, logits: torch.Tensor, inter, mask: torch.Tensor) -> Relevance:
         raise NotImplementedError
 
@@ -66,13 +71,17 @@ class EncoderGradientRelevance(RelevanceMethod):
     name = "encoder_gradient"
     needs = "input_relevance"
 
+    def encode(self, model, inputs: list):
+        """Encoded keeping the features' graph back to the pixels: the backward then needs no second forward."""
+        return model.encoder(inputs, keep_graph=True)
+
     def __call__(self, model, encoded, logits, inter, mask) -> Relevance:
         predicted = logits.argmax(-1)
 
         def log_probability(features: torch.Tensor) -> torch.Tensor:  # one value per item
             return model(features, mask).log_softmax(-1).gather(1, predicted[:, None]).squeeze(1)
 
-        positions = model.encoder.input_relevance(encoded.extras, log_probability)
+        positions = model.encoder.input_relevance(encoded, log_probability)
         return Relevance(model.relevance(logits, inter, mask), positions)
 
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from daam.dataset_view import MIN_TOKEN_COUNT, PAGE_ROWS, Z_EDGES, DatasetView, Filters
+from daam.dataset_view import MIN_TOKEN_COUNT, PAGE_ROWS, DatasetView, Filters
+from daam.explanation import Z_EDGES
 
 LABELS = ["cat", "dog", "fox"]
 
@@ -144,12 +145,12 @@ def test_figures_of_a_dataset_have_titles_and_their_values(view):
     assert colours.shape == (2, 2) and "color: #000" in colours[0, 0] and "color: #fff" in colours[0, 1]
     grid = np.linspace(-4, 4, 50)
     stage = {"grid": grid, "curve": np.ones((2, 50)), "components": np.ones((2, 1, 50)), "mode": "mixture"}
-    fig = mixture_curves(stage, z_counts=(Z_EDGES, view.z_histogram(rows)), z_name="z of these rows")
+    fig = mixture_curves(stage, z_counts=view.z_histogram(rows), z_name="z of these rows")
     histogram = fig.data[0]
-    assert histogram.name == "z of these rows" and histogram.histfunc == "sum"
+    assert histogram.name == "z of these rows" and histogram.type == "bar"
     assert sum(histogram.y) == view.z_histogram(rows)[0].sum()
     with pytest.raises(ValueError, match="bins"):
-        mixture_curves(stage, z_counts=(Z_EDGES[:-1], view.z_histogram(rows)))
+        mixture_curves(stage, z_counts=view.z_histogram(rows)[:, :-1])
 
 
 # ------------------------------------------------------------------------------------------ model randomisation

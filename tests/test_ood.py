@@ -87,6 +87,7 @@ def test_a_checkpoint_carries_its_detector_and_explanations_say_how_far_they_are
            "z_values": {"positions": [[0.0]]}, "truncated": False, "truncation_note": "", "timings": {}}
     e = Explanation.from_dict(old)
     assert e.ood_score is None and e.out_of_distribution is None
+    assert e.z_counts["positions"].tolist() == [[0] * 20 + [1] + [0] * 19]  # its z-values sample, counted
     flagged = Explanation.from_json(json.dumps(replace(e, ood_score=12.5, out_of_distribution=True).to_dict()))
     assert (flagged.ood_score, flagged.out_of_distribution) == (12.5, True)
 
@@ -100,8 +101,8 @@ def test_the_app_says_it_above_the_prediction_except_where_no_speech_was_found()
     e = Explanation.from_dict({"modality": "text", "labels": ["fresh", "rotten"], "probabilities": [0.9, 0.1],
                                "predicted_label": "fresh", "position_labels": ["x"], "position_weights": [[0.5]],
                                "position_relevance": [0.1], "head_relevance": [[0.1]], "layer_importance": [[0.2]],
-                               "layer_names": ["l0"], "density": {"positions": stage}, "z_values": {"positions": [[0.0]]},
-                               "truncated": False, "truncation_note": "", "timings": {"encoder_ms": 1, "daam_ms": 1},
+                               "layer_names": ["l0"], "density": {"positions": stage},
+                               "z_counts": {"positions": [[0] * 40]}, "truncated": False, "truncation_note": "", "timings": {"encoder_ms": 1, "daam_ms": 1},
                                "ood_score": 3.0, "out_of_distribution": True})
     said = summary(e)
     assert said.index("unlike the training data") < said.index("**fresh**")

@@ -299,8 +299,15 @@ def test_a_local_image_model_of_each_family_gives_grid_features_and_cell_relevan
     out = encoder([str(p) for p in sorted(pictures.rglob("*.png"))])
     assert out.features.shape == (4, encoder.grid ** 2, sum(encoder.channels)) and len(encoder.channels) >= 3
     assert out.extras[0].image.shape == (encoder.size, encoder.size, 3)  # seen in colour
-    relevance = encoder.input_relevance(out.extras, lambda features: features.square().mean((1, 2)))
+    def score(features):
+        return features.square().mean((1, 2))
+
+    relevance = encoder.input_relevance(out, score)  # a forward pass of its own: `out` has no graph
+    assert out.graph_input is None and not out.features.requires_grad
     assert relevance.shape == (4, encoder.grid ** 2) and relevance.abs().sum() > 0
+    kept = encoder([str(p) for p in sorted(pictures.rglob("*.png"))], keep_graph=True)
+    torch.testing.assert_close(kept.features.detach(), out.features)
+    torch.testing.assert_close(encoder.input_relevance(kept, score), relevance)
 
 
 @pytest.mark.slow
@@ -471,7 +478,7 @@ def test_explain_dataset_writes_a_parquet_row_per_item_in_parts_and_resumes(tmp_
     target = e.labels.index(e.predicted_label)
     assert row["confidence"] == pytest.approx(e.probabilities[target], abs=1e-6)
     assert row["correct"] == (row["label"] == row["predicted_label"]) and row["media"] is None
-    assert np.asarray(row["z_counts"]).sum() == sum(len(z) for z in e.z_values["positions"])
+    np.testing.assert_array_equal(row["z_counts"], e.z_counts["positions"])
     case = unit_case(model, row["input"])
     expected = trust_measures(case, case.per_unit(e.position_relevance), target)
     assert row["comprehensiveness"] == pytest.approx(expected["comprehensiveness"], abs=1e-5)

@@ -230,7 +230,12 @@ def test_image_relevance_goes_through_the_encoder_and_beats_random_deletion(exam
 
     root = Path(__file__).resolve().parents[1]
     model = load_pretrained(root / "checkpoints" / "image")
+    calls = []
+    features = model.encoder.features
+    model.encoder.features = lambda seen: calls.append(seen.shape) or features(seen)
     e = model.explain(str(root / "examples" / example))
+    assert len(calls) == 1  # the relevance's backward goes through the forward that made the features
+    del model.encoder.features
     assert e.position_relevance.shape == (49,) and e.head_relevance.shape == (model.config.position_heads, 49)
     assert (e.position_relevance[e.extras.image.reshape(7, 32, 7, 32).max((1, 3)).ravel() == 0] == 0).all()  # black cells: nothing to remove
     result = check(model, str(root / "examples" / example))
@@ -358,7 +363,7 @@ def test_a_scored_stages_explanation_has_one_gate_and_one_z_per_position_and_hea
     e = model.explain_batch([cache.items[0], cache.items[1][:7]])[1]
     heads = model.config.position_heads
     assert e.position_weights.shape == e.head_relevance.shape == (heads, 7)
-    assert [len(z) for z in e.z_values["positions"]] == [7] * heads  # one standardised score per position
+    assert e.z_counts["positions"].sum(1).tolist() == [7] * heads  # one standardised score per position
     np.testing.assert_allclose(e.head_relevance.sum(0), e.position_relevance, rtol=1e-5, atol=1e-7)
     assert e.density["positions"].standardises == "score" and e.density["layers"].standardises == "input"
     back = Explanation.from_json(e.to_json())

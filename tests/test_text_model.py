@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from daam import DAAMClassifier, DAAMConfig, Explanation, load_pretrained
-from daam.explanation import JSON_DECIMALS
+from daam.explanation import JSON_DECIMALS, Z_EDGES, count_z
 from daam.modalities.text import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,13 +54,23 @@ def test_explain_shapes_and_ranges(model):
         assert ((e.position_weights >= 0) & (e.position_weights <= 1)).all()
         assert ((e.layer_importance >= 0) & (e.layer_importance <= 1)).all()
         assert abs(sum(e.probabilities) - 1) < 1e-5 and e.predicted_label == e.labels[int(np.argmax(e.probabilities))]
-        assert len(e.z_values["positions"]) == 4 and all(0 < len(z) <= 1000 for z in e.z_values["positions"])
+        assert e.z_counts["positions"].shape == (4, len(Z_EDGES) - 1)
+        assert (e.z_counts["positions"].sum(1) == n * 384 // 4).all()  # every real position's z, per head its channels
         assert e.density["positions"].offsets.shape == (4, 3) and e.density["layers"].mode == "mixture"
         d = e.density["positions"]
         assert d.curve.shape == (4, len(d.grid)) and d.components.shape == (4, 3, len(d.grid))
         np.testing.assert_allclose(d.components.sum(1), d.curve, rtol=1e-5)
         assert not e.truncated and e.timings["encoder_ms"] > 0 and e.timings["daam_ms"] > 0
         assert not any(isinstance(v, torch.Tensor) for v in vars(e).values())
+    # the counts are count_z's over every real position's z-values of each head, the batch's padding left out
+    batch = model.encoder(sentences)
+    with torch.no_grad():  # as explain_batch runs it (z's last bit may differ with autograd's functions)
+        _, inter = model(batch.features, batch.mask, return_intermediates=True)
+    for i, e in enumerate(model.explain_batch(sentences)):
+        for stage, z in (("positions", inter.positions.z[i]), ("layers", inter.layers.z[i].transpose(0, 1))):
+            z = z[:len(e.position_labels)].numpy()  # (positions, [layers,] channels)
+            heads = np.split(z, 4, axis=-1)
+            np.testing.assert_array_equal(e.z_counts[stage], np.stack([count_z(h.ravel()) for h in heads]))
     # the batched form gives the same answer as one at a time
     single = model.explain(sentences[1])
     np.testing.assert_allclose(single.probabilities, model.explain_batch(sentences)[1].probabilities, atol=1e-5)
@@ -74,10 +84,10 @@ def test_json_round_trip(model):
     close = dict(rtol=0, atol=0.6 * 10.0 ** -JSON_DECIMALS)
     np.testing.assert_allclose(back.position_weights, e.position_weights, **close)
     np.testing.assert_allclose(back.density["layers"].scales, e.density["layers"].scales, **close)
-    np.testing.assert_allclose(back.z_values["positions"][2], e.z_values["positions"][2], **close)
+    np.testing.assert_array_equal(back.z_counts["layers"], e.z_counts["layers"])
     plain = e.to_dict()
     assert json.loads(e.to_json()) == plain  # the API's answer is the file's content
-    assert all(round(v, JSON_DECIMALS) == v for v in plain["z_values"]["positions"][0])
+    assert all(round(v, JSON_DECIMALS) == v for v in plain["layer_importance"][0])
 
 
 def test_padded_positions_carry_no_weight(model, encoder):

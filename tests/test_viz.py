@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 import viz
+from daam.explanation import Z_EDGES, count_z
 
 TOKENS = ["[CLS]", "a", "heart", "##warming", "film", "!", "[SEP]"]
 rng = np.random.default_rng(0)
@@ -51,16 +52,21 @@ def test_highlighted_text_escapes_and_joins_word_pieces():
 
 
 def test_mixture_curves_draw_gate_components_and_histogram():
-    z = [rng.normal(size=100) for _ in range(4)]
-    fig = viz.mixture_curves(DENSITY, z)
+    z = np.stack([count_z(rng.normal(size=100)) for _ in range(4)])
+    fig = viz.mixture_curves(DENSITY, z_counts=z)
     names = [t.name for t in fig.data]
     assert names.count("mixture gate") == 4 and names.count("this input's z") == 4
+    bars = [t for t in fig.data if t.name == "this input's z"]
+    np.testing.assert_array_equal(np.asarray(bars[1].y), z[1])  # each head's own counts, one bar per bin
+    np.testing.assert_allclose(np.asarray(bars[1].x), (Z_EDGES[:-1] + Z_EDGES[1:]) / 2)
+    few = viz.mixture_curves(DENSITY, z_counts=np.eye(4, 40, dtype=int) * 2)  # a count of 2: ticks at whole counts
+    assert few.layout[bars[0].yaxis.replace("y", "yaxis")].dtick == 1
     gates = [t for t in fig.data if t.name == "mixture gate"]
     np.testing.assert_allclose(np.asarray(gates[2].y), DENSITY["curve"][2])
     dashed = [t for t in fig.data if t.name == "component 1"]
     assert len(dashed) == 4 and dashed[0].line.dash == "dash"
     assert "z (standardised input)" in [a.title.text for a in fig.select_xaxes()]
-    scored = viz.mixture_curves(DENSITY | {"standardises": "score"}, z)  # a stage over each head's learned score
+    scored = viz.mixture_curves(DENSITY | {"standardises": "score"}, z_counts=z)  # a stage over each head's learned score
     assert "z (standardised score)" in [a.title.text for a in scored.select_xaxes()]
 
 
@@ -92,7 +98,7 @@ def test_prediction_bars():
     (lambda: viz.prediction_bars(["a"], [0.5, 0.5]), "labels \\(1\\) and probabilities \\(2\\)"),
     (lambda: viz.layer_importance(np.zeros((7, 8)), ["x"]), "7 layers but 1 layer names"),
     (lambda: viz.mixture_curves(DENSITY | {"curve": DENSITY["curve"][:, :5]}), "density.positions"),
-    (lambda: viz.mixture_curves(DENSITY, [np.zeros(3)]), "z_values has 1 heads"),
+    (lambda: viz.mixture_curves(DENSITY, z_counts=np.zeros((1, 40))), "z_counts has shape \\(1, 40\\)"),
 ])
 def test_bad_arrays_raise_value_error_naming_the_field(call, field):
     with pytest.raises(ValueError, match=field):
@@ -108,7 +114,7 @@ def test_figure_json_stays_within_budget_for_the_largest_inputs():
         viz.mechanism_weights(comparison(tokens, 7)),
         viz.mixture_curves({**DENSITY, "grid": np.linspace(-4, 4, 161),
                             "curve": rng.uniform(0, 1, (4, 161)), "components": rng.uniform(0, 1, (4, 3, 161))},
-                           [rng.normal(size=1000) for _ in range(4)]),
+                           z_counts=rng.integers(0, 10 ** 6, (4, 40))),
         viz.layer_importance(rng.uniform(0, 1, (7, 384)), [f"l{i}" for i in range(7)]),
         viz.image_overlay(rng.integers(0, 256, (224, 224), dtype=np.uint8), rng.uniform(0, 1, (4, 49)), all_heads=True),
         viz.audio_view(rng.normal(size=(64, 1001)), np.arange(1001) * 0.01, rng.uniform(0, 1, (4, 250)),
@@ -180,7 +186,7 @@ def test_choosing_a_head_redraws_every_view_for_that_head():
     assert list(heat.y) == ["head 1"]
     np.testing.assert_allclose(np.asarray(heat.z), relevance[1:2])
     assert list(viz.token_heatmap(TOKENS, WEIGHTS, head=2).data[0].y) == ["head 2"]
-    one = viz.mixture_curves(DENSITY, [rng.normal(size=50) for _ in range(4)], head=3)
+    one = viz.mixture_curves(DENSITY, z_counts=rng.integers(0, 50, (4, 40)), head=3)
     gates = [t for t in one.data if t.name == "mixture gate"]
     assert len(gates) == 1 and "head 3" in one.layout.title.text
     np.testing.assert_allclose(np.asarray(gates[0].y), DENSITY["curve"][3])

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 import viz
-from daam.dataset_view import PAGE_ROWS, SORTS, Z_EDGES, DatasetView, Filters
+from daam.dataset_view import PAGE_ROWS, SORTS, DatasetView, Filters
 from daam.explanation import PNG_PREFIX
 from daam.faithfulness import removal
 from viz.dataset import class_relevance_maps, confusion_colours, favoured_tokens, relevance_over_positions
@@ -122,7 +122,7 @@ def _density(v: DatasetView, rows: np.ndarray, name: str, head_choice: str | Non
     if not len(rows):
         return None
     stage = serving.model_for(name).densities()["positions"]
-    return viz.mixture_curves(stage, z_counts=(Z_EDGES, v.z_histogram(rows)), head=chosen_head(head_choice),
+    return viz.mixture_curves(stage, z_counts=v.z_histogram(rows), head=chosen_head(head_choice),
                               z_name="z of these rows", title="Learned density per head over the z-values of these rows")
 
 

@@ -9,6 +9,7 @@ import gradio as gr
 
 import viz
 from daam import InputError
+from daam.explanation import count_z
 from daam.playground import SAMPLE, head_parameters, shape_head
 
 from . import serving
@@ -44,7 +45,7 @@ def playground(mode: str, *values: float):
         text += f" Its highest value is {peak:.1e}: it is practically zero everywhere and lets nothing through."
     elif mode == "product":
         text += f" Its peak is {peak:.2f}."
-    return text, viz.mixture_curves(shaped.density, [shaped.z], title="The gate you shaped"), viz.gated_sample(SAMPLE, shaped.gate)
+    return text, viz.mixture_curves(shaped.density, z_counts=count_z(shaped.z)[None], title="The gate you shaped"), viz.gated_sample(SAMPLE, shaped.gate)
 
 
 @serving.user_errors

@@ -74,7 +74,7 @@ def explanation_figures(explanation: Explanation | Mapping, head: int | None = N
     for stage in STAGES:
         if stage in e.density:
             stage_heads = len(e.density[stage].curve)  # a stage may have fewer heads than the positions stage
-            out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], e.z_values.get(stage), stage,
+            out[f"density_{stage}"] = figures.mixture_curves(e.density[stage], stage=stage, z_counts=e.z_counts.get(stage),
                                                              head=head if head is not None and head < stage_heads else None)
     out["layer_importance"] = figures.layer_importance(e.layer_importance, e.layer_names)
     return out

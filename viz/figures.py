@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from daam.explanation import DensityStage, png_array, png_data_uri  # the one PNG codec of the contract
+from daam.explanation import Z_EDGES, DensityStage, png_array, png_data_uri  # the one PNG codec of the contract
 
 SCALE = "Cividis"
 DIVERGING = "PuOr"  # signed values (relevance): orange against the prediction, purple for it; colour-blind safe
@@ -243,12 +243,12 @@ def highlighted_text_html(tokens: Sequence[str], weights, head: int | None = Non
             f'<div style="font-size:12px;opacity:.7">background = {legend} ({which})</div>')
 
 
-def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = None, stage: str = "positions",
-                   title: str | None = None, head: int | None = None,
-                   z_counts: tuple[np.ndarray, np.ndarray] | None = None, z_name: str = "this input's z") -> go.Figure:
+def mixture_curves(density: DensityStage | dict, stage: str = "positions", title: str | None = None,
+                   head: int | None = None, z_counts: np.ndarray | None = None,
+                   z_name: str = "this input's z") -> go.Figure:
     """Per head (or the chosen head alone): the learned gate over z (solid), its components (dashed), and the
-    histogram of the z-values it saw: an input's (`z_values`, per head a sample), or counts already binned over
-    many inputs (`z_counts`: bin edges (B+1,) and counts (heads, B)).
+    histogram of the z-values it saw: `z_counts` (heads, bins), how many fell in each of daam.explanation.Z_EDGES'
+    bins (an input's, or summed over many).
 
     density: a DensityStage, or a dict with its "grid", "curve", "components" and "mode"."""
     density = density if isinstance(density, dict) else vars(density)
@@ -257,36 +257,34 @@ def mixture_curves(density: DensityStage | dict, z_values: Sequence | None = Non
     comps = _array(f"density.{stage}.components", density["components"], 3)
     if curve.shape[1] != len(grid) or comps.shape[2] != len(grid) or comps.shape[0] != curve.shape[0]:
         raise ValueError(f"density.{stage}: curve {curve.shape} and components {comps.shape} do not match grid {grid.shape}")
-    if z_counts is not None:  # the bins' centres as the z-values, their counts as weights
-        edges, counts = _array("z_counts edges", z_counts[0], 1), _array("z_counts counts", z_counts[1], 2)
-        if counts.shape[1] != len(edges) - 1:
-            raise ValueError(f"{counts.shape[1]} counts per head for {len(edges) - 1} bins")
-        z_values = [(edges[:-1] + edges[1:]) / 2] * len(counts)
-    if z_values is not None and len(z_values) != curve.shape[0]:
-        raise ValueError(f"z_values has {len(z_values)} heads but the density has {curve.shape[0]}")
+    if z_counts is not None:
+        z_counts = _array("z_counts", z_counts, 2)
+        if z_counts.shape != (curve.shape[0], len(Z_EDGES) - 1):
+            raise ValueError(f"z_counts has shape {z_counts.shape}; the density has {curve.shape[0]} heads and "
+                             f"Z_EDGES {len(Z_EDGES) - 1} bins")
     if head is not None:
         if not 0 <= head < curve.shape[0]:
             raise ValueError(f"head must be in 0..{curve.shape[0] - 1}, got {head}")
         curve, comps = curve[head:head + 1], comps[head:head + 1]
-        z_values = None if z_values is None else [z_values[head]]
-        z_counts = None if z_counts is None else (edges, counts[head:head + 1])
+        z_counts = None if z_counts is None else z_counts[head:head + 1]
         title = title or f"Learned density: {stage} stage, head {head}"
     heads = curve.shape[0]
     cols = min(heads, 2)
     rows = -(-heads // cols)
     layout, refs = _subplot_grid(rows, cols, [f"head {h}" for h in range(heads)] if heads > 1 else [],
-                                 secondary_y=z_values is not None, hspace=0.12, vspace=0.14)
+                                 secondary_y=z_counts is not None, hspace=0.12, vspace=0.14)
     product = density.get("mode") == "product"
     traces = []  # plain dicts: go.Figure validates them once, trace objects would be validated twice
     for h in range(heads):
         x, y, y_count = refs[h]
-        if z_values is not None:
-            z = _array(f"z_values[{h}]", z_values[h], 1, allow_empty=True)
-            binned = {} if z_counts is None else dict(histfunc="sum", y=z_counts[1][h])
-            traces.append(dict(type="histogram", x=z, **binned, name=z_name, marker_color="#999", opacity=0.45,
-                                       xbins=dict(start=grid[0], end=grid[-1], size=(grid[-1] - grid[0]) / 40),
-                                       showlegend=h == 0, legendgroup="hist", xaxis=x, yaxis=y_count,
-                                       hovertemplate="z %{x}<br>count %{y}<extra></extra>"))
+        if z_counts is not None:  # bars over the bins (the end bins also hold the z-values beyond them)
+            traces.append(dict(type="bar", x=(Z_EDGES[:-1] + Z_EDGES[1:]) / 2, y=z_counts[h], width=Z_EDGES[1] - Z_EDGES[0],
+                               customdata=np.stack([Z_EDGES[:-1], Z_EDGES[1:]], -1), name=z_name,
+                               marker_color="#999", opacity=0.45, showlegend=h == 0, legendgroup="hist",
+                               xaxis=x, yaxis=y_count,
+                               hovertemplate="z %{customdata[0]:.1f} to %{customdata[1]:.1f}<br>count %{y}<extra></extra>"))
+            if z_counts[h].max() < 5:  # whole counts: no ticks at 0.5
+                layout[_axis(y_count)]["dtick"] = 1
             if h % cols == cols - 1:  # axis titles on the outer edges only: inner ones would collide
                 layout[_axis(y_count)]["title"] = "count"
         for k in range(comps.shape[1]):

@@ -40,29 +40,36 @@ class GridEncoder(nn.Module):
     def _encode(self, seen: torch.Tensor) -> torch.Tensor:
         return self.features(seen)
 
-    @torch.no_grad()
-    def forward(self, images: list) -> Encoded:
+    def forward(self, images: list, keep_graph: bool = False) -> Encoded:
+        """Raw pictures -> Encoded. keep_graph: the features keep their graph back to the prepared pixels
+        (Encoded.graph_input), so that input_relevance differentiates them without a second forward pass."""
         seen = [self.prepare(image) for image in images]
         device = next(self.model.parameters()).device
-        features = self._encode(torch.from_numpy(np.stack(seen)).to(device).float())
+        pixels = torch.from_numpy(np.stack(seen)).to(device).float().requires_grad_(keep_graph)
+        with torch.set_grad_enabled(keep_graph):
+            features = self.features(pixels) if keep_graph else self._encode(pixels)
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
         labels = [f"row {r}, col {c}" for r in range(self.grid) for c in range(self.grid)]
         return Encoded(features, mask, [labels] * len(images), [""] * len(images),
-                       [ImageExtras(image) for image in seen])
+                       [ImageExtras(image) for image in seen], graph_input=pixels if keep_graph else None)
 
-    def input_relevance(self, extras: list[ImageExtras], score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def input_relevance(self, encoded: Encoded, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Per cell of the grid, gradient x input of score(features) (one value per picture) w.r.t. the picture's
         pixels, summed over the cell's pixels (and colours): the first-order change of the score when the cell is
-        blacked out, which is how the deletion test removes it. One forward and one backward pass: (batch, grid²).
+        blacked out, which is how the deletion test removes it. One backward pass through the encoder (and a
+        forward pass first, unless `encoded` kept its graph): (batch, grid²).
 
         The pool's own account (DAAMClassifier.relevance) stops at the encoder's features, but a feature of a
         convolutional or attention encoder sees far beyond its cell, so blacking a cell out moves many features at
         once; only a path through the encoder ranks cells as deletion does (the image card's faithfulness table
         measures it)."""
-        device = next(self.model.parameters()).device
-        seen = torch.from_numpy(np.stack([e.image for e in extras])).to(device).float().requires_grad_(True)
+        seen, features = encoded.graph_input, encoded.features
         with torch.enable_grad():
-            (gradient,) = torch.autograd.grad(score(self.features(seen)).sum(), seen)
+            if seen is None:
+                device = next(self.model.parameters()).device
+                seen = torch.from_numpy(np.stack([e.image for e in encoded.extras])).to(device).float().requires_grad_(True)
+                features = self.features(seen)
+            (gradient,) = torch.autograd.grad(score(features).sum(), seen)
         cell = seen.shape[1] // self.grid
         contribution = (gradient * seen).detach()  # (batch, S, S[, 3]); removal sets the cell to 0
         if contribution.dim() == 4:
