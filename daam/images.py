@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -72,6 +73,13 @@ def to_grey(image: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return np.asarray(image.convert("RGB").convert("L"), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A picture as an image encoder sees it (its `prepare`'s array), which its forward takes as it is."""
+
+    pixels: np.ndarray  # (S, S) or (S, S, 3) uint8
 
 
 def prepare_image(source) -> np.ndarray:

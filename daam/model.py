@@ -247,6 +247,14 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
     def explain(self, x) -> Explanation:
         return self.explain_batch([x])[0]
 
+    def prepare_input(self, x):
+        """The input's own work before the model runs (an image's or a clip's decoding, cropping, resampling: its
+        encoder's preprocess), done now, in the caller's thread; explain_batch takes the result as it takes x. A
+        server prepares each request in its own thread, so that the thread running the model only runs it, and an
+        unreadable input fails here, alone. Text needs none: x as it is."""
+        preprocess = getattr(self.encoder, "preprocess", None)
+        return x if preprocess is None else preprocess(x)
+
     def relevance(self, logits: torch.Tensor, inter: ClassifierIntermediates, mask: torch.Tensor) -> torch.Tensor:
         """Each head's and position's share of the predicted class's log-probability: (batch, heads, positions).
 

@@ -228,7 +228,7 @@ def test_slow_requests_get_a_message_instead_of_hanging(monkeypatch):
 
 class RecordingModel:
     """explain_batch records each batch; the first waits until released, so that others queue behind it; an input
-    "bad" makes any batch holding it fail, as an unreadable file does."""
+    "bad" makes any batch holding it fail, as an input that fails in the model does."""
 
     def __init__(self) -> None:
         import threading
@@ -267,6 +267,28 @@ def test_requests_waiting_for_one_model_are_explained_together_and_a_bad_one_fai
     assert model.batches == [["first"], ["a", "bad", "b"], ["a"], ["bad"], ["b"], ["c"]]
     assert other.batches == [["x"]] and gave_up.cancelled()
     assert "gave up" not in sum(model.batches, [])
+
+
+@pytest.mark.parametrize("modality, example", [("image", "image_fmnist_shirt.png"), ("audio", "audio_espeak_b.wav"),
+                                               ("text", None)])
+def test_an_input_prepared_ahead_is_explained_as_the_input_itself_and_a_bad_file_fails_there(modality, example,
+                                                                                              tmp_path):
+    from daam import InputError
+    from daam.explanation import Explanation
+
+    model = load_pretrained(ROOT / "checkpoints" / modality)
+    raw = "A tender, funny film." if example is None else str(ROOT / "examples" / example)
+    prepared = model.prepare_input(raw)
+    assert (prepared is raw) == (modality == "text")  # text has no per-input work of its own
+    ahead, direct = model.explain_batch([prepared, raw])
+    np.testing.assert_allclose(ahead.probabilities, direct.probabilities, atol=1e-6)
+    np.testing.assert_allclose(ahead.position_relevance, direct.position_relevance, atol=1e-6)
+    assert Explanation.from_json(ahead.to_json()).position_labels == direct.position_labels
+    if example is not None:
+        broken = tmp_path / f"broken{Path(example).suffix}"
+        broken.write_bytes(b"not a file of this kind")
+        with pytest.raises(InputError):
+            model.prepare_input(str(broken))
 
 
 PLOT_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)

@@ -192,9 +192,10 @@ class Batcher:
 
     It takes the oldest waiting request and every other one waiting for the same model (up to MAX_BATCH) into one
     explain_batch: one encoder pass serves several visitors, and as only this thread runs the models, the torch
-    threads of two requests never contend for the same cores. A batch that fails is explained again one input at a
-    time, so a visitor's unreadable file is answered with its own message and the others with their results; a
-    request that gave up waiting (REQUEST_TIMEOUT_S) is dropped before it is run."""
+    threads of two requests never contend for the same cores. Each request prepared its input in its own thread
+    (DAAMClassifier.prepare_input: an unreadable file fails there, alone); a batch that fails even so is explained
+    again one input at a time, so the failing input is answered with its own message and the others with their
+    results. A request that gave up waiting (REQUEST_TIMEOUT_S) is dropped before it is run."""
 
     def __init__(self, max_batch: int = MAX_BATCH) -> None:
         self.max_batch = max_batch
@@ -249,7 +250,7 @@ def _explain_on_zero_gpu(model, value) -> Explanation:
 
 def explain(name: str, value) -> Explanation:
     model = model_for(name)  # a missing checkpoint is the first thing to say
-    value = check_input(entry(name).input_kind, value)
+    value = model.prepare_input(check_input(entry(name).input_kind, value))  # here: off the batcher's thread
     if ZERO_GPU:  # ZeroGPU lends its device to the request's own call, not to another thread
         return _explain_on_zero_gpu(model, value)
     future = BATCHER.submit(model, value)

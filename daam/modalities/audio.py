@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..encoders import Encoded, local_model
 from ..explanation import AudioExtras
-from ..audio import HOP, SAMPLE_RATE, WINDOW_S
+from ..audio import HOP, SAMPLE_RATE, WINDOW_S, prepare_audio
 from ..data.spoken_letters import SPEAKER_PERTURBATION
 from ..faithfulness import IG_STEPS
 from ..model import DAAMConfig
@@ -41,9 +41,11 @@ class SpeechEncoder(nn.Module):
         self.dim = self.model.positions.shape[1]
         self.layer_names = ["embeddings"] + [f"block {i}" for i in range(1, self.num_layers)]
 
+    # a clip's own work before the model runs (decoding, resampling, trimming), done now: forward takes the result
+    preprocess = staticmethod(prepare_audio)
+
     @torch.no_grad()
     def forward(self, clips: list) -> Encoded:
-        from ..audio import prepare_audio
         from ..whisper import output_frames
 
         prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
@@ -116,10 +118,10 @@ class PretrainedSpeechEncoder(nn.Module):
         hidden = torch.stack(out.hidden_states, dim=1)[:, :, : int(frames.max())]
         return hidden, frames
 
+    preprocess = staticmethod(prepare_audio)  # as SpeechEncoder's
+
     @torch.no_grad()
     def forward(self, clips: list) -> Encoded:
-        from ..audio import prepare_audio
-
         prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
         hidden, frames = self._hidden([p.waveform for p in prepared])
         mask = (torch.arange(hidden.shape[2])[None, :] < frames[:, None]).to(hidden.device)
@@ -147,8 +149,6 @@ class AudioCase:
     removal = "frames silenced"  # what removing a unit means, said beside every faithfulness figure
 
     def __init__(self, model, clip) -> None:
-        from ..audio import prepare_audio
-
         self.model = model
         self.source = prepare_audio(clip)
         self.units = len(model.encoder([self.source]).position_labels[0])  # the encoder's frames of this clip

@@ -17,7 +17,7 @@ import torch.nn as nn
 from ..encoders import Encoded, local_model
 from ..explanation import ImageExtras
 from ..faithfulness import IG_STEPS
-from ..images import BOTTLENECK, MODEL_SIZE
+from ..images import BOTTLENECK, MODEL_SIZE, PreparedImage
 from ..model import DAAMConfig
 from ..model_card import EXPLANATION_CAVEAT
 
@@ -34,6 +34,11 @@ class GridEncoder(nn.Module):
     def prepare(self, image) -> np.ndarray:
         raise NotImplementedError
 
+    def preprocess(self, image) -> PreparedImage:
+        """A picture's own work before the model runs (decoding, cropping, resizing), done now: forward takes the
+        result as it takes the picture."""
+        return PreparedImage(self.prepare(image))
+
     def features(self, seen: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -43,7 +48,7 @@ class GridEncoder(nn.Module):
     def forward(self, images: list, keep_graph: bool = False) -> Encoded:
         """Raw pictures -> Encoded. keep_graph: the features keep their graph back to the prepared pixels
         (Encoded.graph_input), so that input_relevance differentiates them without a second forward pass."""
-        seen = [self.prepare(image) for image in images]
+        seen = [image.pixels if isinstance(image, PreparedImage) else self.prepare(image) for image in images]
         device = next(self.model.parameters()).device
         pixels = torch.from_numpy(np.stack(seen)).to(device).float().requires_grad_(keep_graph)
         with torch.set_grad_enabled(keep_graph):
