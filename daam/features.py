@@ -172,7 +172,7 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
     lengths, truncated, row_shape = [], 0, None
     with open(rows_path, "wb") as rows:
         for features, was_truncated in encoded_rows(encoder, inputs, batch_size):
-            rows.write(features.contiguous().numpy().tobytes())
+            rows.write(features.numpy().data)  # a contiguous view: written without a copy
             lengths.append(len(features))
             row_shape, truncated = tuple(features.shape[1:]), truncated + was_truncated
         rows.flush()
@@ -184,11 +184,12 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
 
 
 def encoded_rows(encoder, inputs: list, batch_size: int) -> Iterator[tuple[torch.Tensor, bool]]:
-    """Each input's features in float16 on the CPU, (positions, ...) over its real positions only (a view of its
-    batch), and whether the encoder truncated it; encoded batch_size inputs at a time, in the inputs' order."""
+    """Each input's features in float16 on the CPU, (positions, ...) over its real positions only (a contiguous view
+    of its batch), and whether the encoder truncated it; encoded batch_size inputs at a time, in the inputs' order."""
     for start in range(0, len(inputs), batch_size):
         out = encoder(inputs[start:start + batch_size])
-        features = out.features.movedim(encoder.position_axis, 1).to(torch.float16).cpu()  # (batch, positions, ...)
+        features = out.features.movedim(encoder.position_axis, 1).to(  # (batch, positions, ...), one copy
+            "cpu", torch.float16, memory_format=torch.contiguous_format)
         for row, (n, note) in enumerate(zip(out.mask.sum(1).tolist(), out.truncation_notes)):
             yield features[row, :n], "truncated" in note
 

@@ -52,17 +52,14 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, texts: list[str]) -> Encoded:
         texts = [self.check(t) for t in texts]
-        full_lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        truncated = [bool(e.overflowing) for e in batch.encodings]  # what truncation cut off (a fast tokenizer's)
         batch = batch.to(next(self.model.parameters()).device)
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         hidden = torch.stack(out.hidden_states, dim=1)  # (batch, layers, tokens, dim)
         mask = batch["attention_mask"].bool()
-        labels = [
-            self.tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(batch["input_ids"], mask)
-        ]
-        notes = [f"the input was truncated to the encoder's {self.max_length} tokens" if n > self.max_length else ""
-                 for n in full_lengths]
+        labels = [[token for token, real in zip(e.tokens, e.attention_mask) if real] for e in batch.encodings]
+        notes = [f"the input was truncated to the encoder's {self.max_length} tokens" if cut else "" for cut in truncated]
         unknown = (batch["input_ids"] == self.tokenizer.unk_token_id).sum(1).tolist()
         words = (mask.sum(1) - 2).tolist()  # without [CLS] and [SEP]
         notes = ["; ".join(filter(None, [note, f"{u} of its {w} tokens are unknown to the encoder ([UNK]): it read "
