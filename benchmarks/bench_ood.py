@@ -7,8 +7,8 @@ distribution; goal <= 5%), the share flagged of each out-of-distribution set bel
 detector's own time against explain()'s on one input, in one run (goal <= 5%). --write records the detection rates
 in metrics.json and the card. No set is used to fit the detector or choose its threshold (daam.ood uses the
 training and validation splits only). The sets, made here or read from where they are installed:
-- text: sentences in 16 other languages, written for this benchmark; strings that are not language (keyboard runs,
-  numbers, code, URLs, hashes, emoji), generated with a fixed seed
+- text: sentences in 20, 20 more and 30 more other languages, written for this benchmark; strings that are not
+  language (keyboard runs, numbers, code, URLs, hashes, emoji), generated with a fixed seed
 - image: photographs that are not garments: scikit-image's sample photos and Debian's desktop wallpapers
   (`pip install scikit-image`; `apt-get install ukui-wallpapers lomiri-wallpapers`); portraits: the 100 faces of
   scikit-image's Labeled Faces in the Wild subset; its 100 other patches of photographs (held out, see below)
@@ -18,9 +18,9 @@ training and validation splits only). The sets, made here or read from where the
   visitor is told are counted: a clip the speech probe finds no speech in is answered "no spoken letter" instead.
 An input the app refuses outright (a picture in which nothing stands out from the background) gets no prediction;
 it is counted as refused, beside the flag.
-The sets marked "held out" were first run after the detector's design (its three views) was fixed; the others had
-been run against an earlier design with two views, so they are not wholly unseen by that choice (audio's sets
-were all first run after it).
+The sets marked "held out" were first run after the detector's design was fixed; the others were run while it was
+chosen (its views; for text, the per-position view and its layer were chosen on the first two language sets), so
+they are not wholly unseen by that choice (audio's sets were all first run after it).
 """
 
 from __future__ import annotations
@@ -112,6 +112,42 @@ HELD_OUT_LANGUAGES = [
 ]
 
 
+# Written after the per-position view was chosen (on the two sets above, which are no longer unseen by the design), and
+# never looked at before it was fixed: 30 languages in neither set above.
+NEW_LANGUAGES = [
+    "Film bol nudný a herci hrali bez života.",
+    "Zgodba je bila lepa, glasba pa čudovita.",
+    "See film oli igav ja liiga pikk.",
+    "Die fliek was pragtig en baie aangrypend.",
+    "Filem ini sangat membosankan dan terlalu panjang.",
+    "La filmo estis bela kaj tre kortuŝa.",
+    "Fabula longa est et actores non placent.",
+    "Il-film kien sabiħ ħafna u l-mużika eċċellenti.",
+    "O filme foi aburrido e a historia moi lenta.",
+    "De Film war langweileg an ze laang.",
+    "Film çox maraqlı idi və aktyorlar əla oynadılar.",
+    "Kino juda zerikarli va uzun edi.",
+    "Ifilimu ibimnandi kakhulu futhi ithinta inhliziyo.",
+    "Fíìmù náà dára púpọ̀, orin rẹ̀ sì dùn.",
+    "Fim ɗin yana da ban sha'awa sosai.",
+    "Filimku wuxuu ahaa mid aad u xiiso badan.",
+    "این فیلم خیلی خسته کننده و طولانی بود.",
+    "یہ فلم بہت اچھی تھی اور موسیقی شاندار تھی۔",
+    "ছবিটি খুব সুন্দর এবং আবেগময় ছিল।",
+    "இந்த படம் மிகவும் சலிப்பாக இருந்தது.",
+    "Ֆիլմը շատ գեղեցիկ էր և հուզիչ։",
+    "ფილმი ძალიან მოსაწყენი იყო.",
+    "Филм је био досадан и предугачак.",
+    "Филмот беше прекрасен и многу возбудлив.",
+    "Фильм өте қызықты болды, актерлер керемет ойнады.",
+    "Кино маш уйтгартай, хэтэрхий урт байсан.",
+    "यो फिल्म धेरै राम्रो र मनछुने थियो।",
+    "ፊልሙ በጣም አሰልቺ እና ረጅም ነበር።",
+    "ខ្សែភាពយន្តនេះល្អណាស់ ហើយគួរឱ្យរំភើប។",
+    "ဒီရုပ်ရှင်က အရမ်းကောင်းပြီး စိတ်လှုပ်ရှားစရာကောင်းတယ်။",
+]
+
+
 def not_language(count: int = 60, seed: int = 0) -> list[str]:
     """Strings that are not language: keyboard runs, digits, code, URLs, hashes, emoji, punctuation."""
     rng = random.Random(seed)
@@ -127,8 +163,9 @@ def not_language(count: int = 60, seed: int = 0) -> list[str]:
 
 
 def text_sets() -> dict[str, list]:
-    return {"sentences in 16 other languages": OTHER_LANGUAGES, "strings that are not language": not_language(),
-            "sentences in 20 more languages (held out)": HELD_OUT_LANGUAGES}
+    return {"sentences in 20 other languages": OTHER_LANGUAGES, "strings that are not language": not_language(),
+            "sentences in 20 more languages": HELD_OUT_LANGUAGES,
+            "sentences in 30 more languages (held out)": NEW_LANGUAGES}
 
 
 def image_sets() -> dict[str, list]:

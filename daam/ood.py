@@ -2,9 +2,12 @@
 
     d_k(x) = min_c (f_k(x) - mu_kc)^T Sigma_k^-1 (f_k(x) - mu_kc)          score(x) = max_k d_k(x) / q_k
 
-Three views of an input, k: what the classifier head reads ("head": the pooled features after its LayerNorm), what
-the pool was given ("mixed": the layer-mixed states averaged over the input's positions) and what the frozen
-encoder gave ("encoder": its features averaged over the positions, the last layer's where it gives several).
+Views of an input, k: what the classifier head reads ("head": the pooled features after its LayerNorm), what
+the pool was given ("mixed": the layer-mixed states averaged over the input's positions), what the frozen
+encoder gave ("encoder": its features averaged over the positions, the last layer's where it gives several) and,
+where the encoder gives layers, its first block's states position by position ("positions": d_k is then the mean
+of each position's distance over POSITIONS_PER_INPUT of the input's positions spread evenly, f_k(x) one
+position's state).
 mu_kc: each class's mean over the training split; Sigma_k: the shared within-class covariance (Lee et al. 2018),
 shrunk toward a scaled identity by scikit-learn's Ledoit-Wolf estimate so that it stays well conditioned with fewer
 items than dimensions; q_k: the QUANTILE of d_k over the validation split. The threshold is the QUANTILE of the
@@ -12,9 +15,12 @@ score over the validation split (held out, in distribution), so about 1 - QUANTI
 
 Why distances and not the logits' confidence (max softmax, energy): a network of ReLUs and linear layers grows
 *more* confident the farther an input lies from its data along most directions (Hein et al. 2019), which is where
-a photo of a tower lands for a clothing classifier. Why three views: the trained parts keep only what tells the
+a photo of a tower lands for a clothing classifier. Why several views: the trained parts keep only what tells the
 classes apart, so an input that shares those directions (a review in French with the same sentiment) sits among the
-training classes there; the frozen encoder's features still describe the input itself.
+training classes there; the frozen encoder's features still describe the input itself. Why positions one by one:
+averaged over a sentence, the states of words in another language land among English ones; a word's own state,
+early in the encoder, is far from every English word's (chosen over the embeddings and later blocks on other
+languages' sentences: README, "Is this input like the training data?").
 
 daam.train fits it for every checkpoint it writes (ood.safetensors, beside the weights); `python -m daam.fit_ood
 --checkpoint DIR` fits it for a checkpoint trained before it existed."""
@@ -26,16 +32,20 @@ from typing import Iterable
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from .pools import masked_mean
 
 OOD_FILE = "ood.safetensors"
 QUANTILE = 0.99  # the issue's "farther than 99% of its held-out items"
-VIEWS = ("head", "mixed", "encoder")
-METHOD = ("the Mahalanobis distance to the nearest training class (one shared covariance, Ledoit-Wolf) of three "
-          "views of the input (the features the head reads, the layer-mixed states, the frozen encoder's features), "
-          "each in units of its validation quantile, the largest of the three")  # in words, for metrics and cards
+VIEWS = ("head", "mixed", "encoder", "positions")
+METHOD = ("the Mahalanobis distance to the nearest training class (one shared covariance, Ledoit-Wolf) of views "
+          "of the input (the features the head reads, the layer-mixed states, the frozen encoder's features and, "
+          "where it gives layers, its first block's states position by position, their distances averaged), each in "
+          "units of its validation quantile, the largest of them")  # in words, for metrics and cards
 FIT_ITEMS = 4000  # at most this many training items (and validation, test items) when fitted after training
+FIT_POSITIONS = 50_000  # at most this many positions fit the per-position view (a seeded sample)
+POSITIONS_PER_INPUT = 16  # the per-position view reads at most this many of an input's positions, spread evenly
 
 
 class OODDetector:
@@ -55,10 +65,12 @@ class OODDetector:
     @staticmethod
     def distance(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
         """(batch, dim) -> (batch,) the squared Mahalanobis distance to the nearest class mean, expanded as
-        f'Pf - 2 f'P mu_c + mu_c'P mu_c: one (dim x dim) product per input rather than one per class."""
+        f'Pf - 2 f'P mu_c + mu_c'P mu_c: one (dim x dim) product per input rather than one per class. A view given
+        position by position, (batch, positions, dim) with padding NaN, gives each input its positions' mean."""
         f = features.float().to(means.device)
-        f_p, mu_p = f @ precision, means @ precision  # (batch, dim), (classes, dim)
-        return ((f_p * f).sum(-1, keepdim=True) - 2 * f @ mu_p.T + (mu_p * means).sum(-1)).amin(-1)
+        f_p, mu_p = f @ precision, means @ precision  # (..., dim), (classes, dim)
+        d = ((f_p * f).sum(-1, keepdim=True) - 2 * f @ mu_p.T + (mu_p * means).sum(-1)).amin(-1)
+        return d.nanmean(-1) if features.dim() == 3 else d
 
     @torch.no_grad()
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -76,10 +88,16 @@ class OODDetector:
         targets = targets.long()
         views = {}
         for view, features in train.items():
+            labels = targets
+            if features.dim() == 3:  # position by position: every real position an item of its input's class
+                real = ~features.isnan().any(-1)  # (n, positions)
+                features, labels = features[real], targets[:, None].expand_as(real)[real]
+                keep = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))[:FIT_POSITIONS]
+                features, labels = features[keep], labels[keep]
             features = features.double()
-            means = torch.stack([features[targets == c].mean(0) if (targets == c).any() else features.mean(0)
+            means = torch.stack([features[labels == c].mean(0) if (labels == c).any() else features.mean(0)
                                  for c in range(int(targets.max()) + 1)])
-            precision = torch.from_numpy(LedoitWolf(assume_centered=True).fit((features - means[targets]).numpy()).precision_)
+            precision = torch.from_numpy(LedoitWolf(assume_centered=True).fit((features - means[labels]).numpy()).precision_)
             scale = torch.quantile(cls.distance(validation[view], means.float(), precision.float()), quantile)
             views[view] = (means, precision, float(scale))
         detector = cls(views, threshold=0.0, quantile=quantile)
@@ -130,11 +148,29 @@ class OODDetector:
 
 def views_of(model, inter, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """The detector's views of a batch, from the encoder's features (batch, [layers,] positions, dim), their mask
-    (batch, positions) and the classifier's intermediates: {view: (batch, dim)}."""
+    (batch, positions) and the classifier's intermediates: {view: (batch, dim)}, and where the encoder gives layers
+    "positions": its first block's states (batch, positions, dim), NaN at padding."""
     mask = mask.to(inter.mixed.device)[..., None]
     last = (features[:, -1] if features.dim() == 4 else features).to(inter.mixed.device).float()
-    return {"head": model.norm(inter.pooled), "mixed": masked_mean(inter.mixed, mask, dim=1),
-            "encoder": masked_mean(last, mask, dim=1)}
+    views = {"head": model.norm(inter.pooled), "mixed": masked_mean(inter.mixed, mask, dim=1),
+             "encoder": masked_mean(last, mask, dim=1)}
+    if features.dim() == 4:
+        first_block = features[:, min(1, features.shape[1] - 1)].to(inter.mixed.device).float()  # (b, p, d)
+        views["positions"] = spread_positions(first_block, mask[..., 0])
+    return views
+
+
+def spread_positions(states: torch.Tensor, mask: torch.Tensor, count: int = POSITIONS_PER_INPUT) -> torch.Tensor:
+    """At most `count` of each input's real positions, evenly spread over it (all of a shorter one): states
+    (batch, positions, dim), mask (batch, positions) -> (batch, count, dim), NaN where an input has fewer. A fixed
+    count keeps a fit's memory to items x count x dim whatever the inputs' lengths."""
+    real_first = (~mask).to(torch.uint8).argsort(dim=1, stable=True)  # (b, positions): padding on either side
+    lengths = mask.sum(1, keepdim=True)  # (b, 1)
+    step = torch.arange(count, device=states.device)[None, :]  # (1, count)
+    spread = (step * (lengths - 1) / max(count - 1, 1)).round().long()
+    index = real_first.gather(1, torch.where(lengths >= count, spread, step.clamp(max=states.shape[1] - 1)))
+    picked = states.gather(1, index[..., None].expand(-1, -1, states.shape[-1]))  # (b, count, dim)
+    return picked.masked_fill((step >= lengths)[..., None], float("nan"))
 
 
 @torch.no_grad()
@@ -146,7 +182,9 @@ def view_features(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -
         _, inter = model(features.to(model.device).float(), mask.to(model.device), return_intermediates=True)
         for view, values in views_of(model, inter, features, mask).items():
             out[view].append(values.float().cpu())
-    return {view: torch.cat(values) for view, values in out.items()}
+    longest = max((v.shape[1] for values in out.values() for v in values if v.dim() == 3), default=0)
+    return {view: torch.cat([nn.functional.pad(v, (0, 0, 0, longest - v.shape[1]), value=float("nan"))
+                             if v.dim() == 3 else v for v in values]) for view, values in out.items() if values}
 
 
 def encoded_batches(model, inputs: list, batch_size: int = 32):

@@ -29,12 +29,12 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attention import DENSITY_PARAMETERS, head_overlap
-from .data import HeldOutSet, Task
+from .data import HeldOutSet, Task, seeded_sample
 from .metrics import classification_report, head_movement, mean_sd
 from .model import DAAMClassifier, DAAMConfig
 from .pools import BASELINES
 from .model_card import write_card
-from .ood import OODDetector, cached_batches, view_features
+from .ood import FIT_ITEMS, OODDetector, cached_batches, view_features
 from .ood import summary as ood_summary
 from . import distributed
 from .features import FeatureCache, encode_all, features_for
@@ -215,11 +215,13 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
     }
     for name, held_out in task.held_out.items():
         metrics[name] = None if held_out is None else evaluate_held_out(held_out, encoder, trained, task.labels)
-    if processes.main:  # daam.ood: from the training split's features, the threshold from validation's
-        features = {name: view_features(shipped, cached_batches(cache, task.split[name])) for name in ("train", "val", "test")}
+    if processes.main:  # daam.ood: from the training split's features, the threshold from validation's; seeded
+        # samples of at most FIT_ITEMS items of each split, so that its memory does not grow with the data
+        chosen = {name: seeded_sample(task.split[name], FIT_ITEMS) for name in ("train", "val", "test")}
+        features = {name: view_features(shipped, cached_batches(cache, items)) for name, items in chosen.items()}
         try:
-            shipped.ood = OODDetector.fit(features["train"], cache.labels[task.split["train"]], features["val"])
-            metrics["ood"] = ood_summary(shipped.ood, features, {name: len(task.split[name]) for name in features})
+            shipped.ood = OODDetector.fit(features["train"], cache.labels[chosen["train"]], features["val"])
+            metrics["ood"] = ood_summary(shipped.ood, features, {name: len(items) for name, items in chosen.items()})
         except ValueError as error:  # too little data to measure distance with: the checkpoint simply has none
             say(f"note: {error}")
     metrics["train_time_s"] = round(time.time() - started, 1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from daam.ood import QUANTILE, OODDetector
+from daam.ood import POSITIONS_PER_INPUT, QUANTILE, OODDetector
 
 DIM = 8
 
@@ -34,6 +34,25 @@ def test_the_threshold_flags_about_one_in_a_hundred_held_out_items_and_far_ones_
     # one view alone moved away is enough: the score is the largest of the views
     one_view = {k: v[:200] for k, v in test.items()} | {"mixed": test["mixed"][:200] + 8.0}
     assert float((detector(one_view) > detector.threshold).float().mean()) > 0.95
+
+
+def test_a_view_given_position_by_position_scores_an_input_by_its_real_positions_mean_distance():
+    g = torch.Generator().manual_seed(0)
+    targets = torch.arange(400) % 2
+    states = torch.randn(400, 6, DIM, generator=g) + 4.0 * targets[:, None, None]  # (items, positions, dim)
+    states[::3, 4:] = float("nan")  # shorter inputs: padding
+    train = {"head": states.nanmean(1), "positions": states}
+    detector = OODDetector.fit(train, targets, {k: v[:200] + 0.1 for k, v in train.items()})
+    means, precision, _ = detector.views["positions"]
+    probe = torch.randn(2, 6, DIM, generator=g)
+    probe[1, 3:] = float("nan")
+    for item, n in ((0, 6), (1, 3)):  # each real position's distance to its nearest class, averaged
+        each = torch.stack([OODDetector.distance(probe[item, p][None], means, precision)[0] for p in range(n)])
+        torch.testing.assert_close(OODDetector.distance(probe, means, precision)[item], each.mean())
+    # a few positions far from every training position move the input's score, averaged over its positions
+    odd = states[:50].clone()
+    odd[:, :3] += 12.0
+    assert float((detector({"head": states[:50].nanmean(1), "positions": odd}) > detector.threshold).float().mean()) > 0.95
 
 
 def test_training_items_that_do_not_vary_give_no_detector_but_a_reason():
@@ -76,8 +95,12 @@ def test_a_checkpoint_carries_its_detector_and_explanations_say_how_far_they_are
 
     _, inter = loaded(features, mask, return_intermediates=True)
     views = views_of(loaded, inter, features, mask)
-    assert {k: tuple(v.shape) for k, v in views.items()} == {"head": (3, DIM), "mixed": (3, DIM), "encoder": (3, DIM)}
+    assert {k: tuple(v.shape) for k, v in views.items()} == {"head": (3, DIM), "mixed": (3, DIM), "encoder": (3, DIM),
+                                                             "positions": (3, POSITIONS_PER_INPUT, DIM)}
     torch.testing.assert_close(views["encoder"], features[:, -1].mean(1))  # the last layer, over the positions
+    torch.testing.assert_close(views["positions"][:, :5], features[:, 1])  # the first block's states, one by one
+    assert views["positions"][:, 5:].isnan().all()  # a 5-position input has no more
+
     # the JSON written before the fields existed still reads; the fields survive a round trip
     stage = {"mode": "mixture", "offsets": [[0.0]], "scales": [[1.0]], "weights": [[1.0]], "grid": [0.0],
              "curve": [[1.0]], "components": [[[1.0]]]}
@@ -115,3 +138,16 @@ def test_the_app_says_it_above_the_prediction_except_where_no_speech_was_found()
     assert "does not sound like speech" in summary(silent) and "unlike the training data" not in summary(silent)
     spoken = replace(silent, extras=replace(clip, speech_probability=0.99))
     assert "unlike the training data" in summary(spoken)
+
+
+def test_the_positions_read_are_spread_over_each_input_whichever_side_it_is_padded_on():
+    from daam.ood import spread_positions
+
+    states = torch.arange(2 * 40, dtype=torch.float32).reshape(2, 40, 1)
+    mask = torch.zeros(2, 40, dtype=torch.bool)
+    mask[0, :31] = True  # padded on the right: positions 0..30
+    mask[1, 9:] = True  # on the left: 9..39
+    picked = spread_positions(states, mask, count=4)[..., 0]
+    assert picked[0].tolist() == [0, 10, 20, 30] and picked[1].tolist() == [49, 59, 69, 79]
+    short = spread_positions(states, mask & (torch.arange(40) < 11), count=4)[..., 0]  # 11 and 2 real positions
+    assert short[0].tolist()[:4] == [0, 3, 7, 10] and short[1, :2].tolist() == [49, 50] and short[1, 2:].isnan().all()
