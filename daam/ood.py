@@ -20,7 +20,7 @@ classes apart, so an input that shares those directions (a review in French with
 training classes there; the frozen encoder's features still describe the input itself. Why positions one by one:
 averaged over a sentence, the states of words in another language land among English ones; a word's own state,
 early in the encoder, is far from every English word's (chosen over the embeddings and later blocks on other
-languages' sentences: README, "Is this input like the training data?").
+languages' sentences: README, the paragraph on ood.safetensors).
 
 daam.train fits it for every checkpoint it writes (ood.safetensors, beside the weights); `python -m daam.fit_ood
 --checkpoint DIR` fits it for a checkpoint trained before it existed."""
@@ -149,7 +149,7 @@ class OODDetector:
 def views_of(model, inter, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """The detector's views of a batch, from the encoder's features (batch, [layers,] positions, dim), their mask
     (batch, positions) and the classifier's intermediates: {view: (batch, dim)}, and where the encoder gives layers
-    "positions": its first block's states (batch, positions, dim), NaN at padding."""
+    "positions": its first block's states at POSITIONS_PER_INPUT positions (spread_positions), (batch, count, dim)."""
     mask = mask.to(inter.mixed.device)[..., None]
     last = (features[:, -1] if features.dim() == 4 else features).to(inter.mixed.device).float()
     views = {"head": model.norm(inter.pooled), "mixed": masked_mean(inter.mixed, mask, dim=1),
