@@ -32,7 +32,6 @@ from typing import Iterable
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from .pools import masked_mean
 
@@ -182,9 +181,7 @@ def view_features(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -
         _, inter = model(features.to(model.device).float(), mask.to(model.device), return_intermediates=True)
         for view, values in views_of(model, inter, features, mask).items():
             out[view].append(values.float().cpu())
-    longest = max((v.shape[1] for values in out.values() for v in values if v.dim() == 3), default=0)
-    return {view: torch.cat([nn.functional.pad(v, (0, 0, 0, longest - v.shape[1]), value=float("nan"))
-                             if v.dim() == 3 else v for v in values]) for view, values in out.items() if values}
+    return {view: torch.cat(values) for view, values in out.items() if values}  # "positions": where there are layers
 
 
 def encoded_batches(model, inputs: list, batch_size: int = 32):
