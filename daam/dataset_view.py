@@ -175,5 +175,5 @@ class DatasetView:
             return (total / count).reshape(k, width)
 
     def z_histogram(self, rows: np.ndarray) -> np.ndarray:
-        """(heads, bins) how many of the position stage's z-values fell in each of explanation.Z_EDGES' bins over these rows."""
+        """(heads, bins) how many of the position stage's z-values fell in each explanation.Z_EDGES bin, these rows."""
         return self.z_counts[rows].sum(0)

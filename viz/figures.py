@@ -274,12 +274,13 @@ def mixture_curves(density: DensityStage | dict, stage: str = "positions", title
     layout, refs = _subplot_grid(rows, cols, [f"head {h}" for h in range(heads)] if heads > 1 else [],
                                  secondary_y=z_counts is not None, hspace=0.12, vspace=0.14)
     product = density.get("mode") == "product"
+    bin_centres, bin_ends = (Z_EDGES[:-1] + Z_EDGES[1:]) / 2, np.stack([Z_EDGES[:-1], Z_EDGES[1:]], -1)  # (B,), (B, 2)
     traces = []  # plain dicts: go.Figure validates them once, trace objects would be validated twice
     for h in range(heads):
         x, y, y_count = refs[h]
         if z_counts is not None:  # bars over the bins (the end bins also hold the z-values beyond them)
-            traces.append(dict(type="bar", x=(Z_EDGES[:-1] + Z_EDGES[1:]) / 2, y=z_counts[h], width=Z_EDGES[1] - Z_EDGES[0],
-                               customdata=np.stack([Z_EDGES[:-1], Z_EDGES[1:]], -1), name=z_name,
+            traces.append(dict(type="bar", x=bin_centres, y=z_counts[h], width=Z_EDGES[1] - Z_EDGES[0],
+                               customdata=bin_ends, name=z_name,
                                marker_color="#999", opacity=0.45, showlegend=h == 0, legendgroup="hist",
                                xaxis=x, yaxis=y_count,
                                hovertemplate="z %{customdata[0]:.1f} to %{customdata[1]:.1f}<br>count %{y}<extra></extra>"))
