@@ -11,7 +11,8 @@ training and validation splits only). The sets, made here or read from where the
   language (keyboard runs, numbers, code, URLs, hashes, emoji), generated with a fixed seed
 - image: photographs that are not garments: scikit-image's sample photos and Debian's desktop wallpapers
   (`pip install scikit-image`; `apt-get install ukui-wallpapers lomiri-wallpapers`); portraits: the 100 faces of
-  scikit-image's Labeled Faces in the Wild subset; its 100 other patches of photographs (held out, see below)
+  scikit-image's Labeled Faces in the Wild subset; its 100 other patches of photographs; the 7 photographs among
+  Gradio's media assets and scikit-learn's sample images, whole and in quarters (held out, see below)
 - audio: speech that is not a letter name (alsa-utils' and the freedesktop sound theme's channel announcements,
   espeak-ng reading sentences); sound effects (the freedesktop theme's other sounds); noise (white, pink, brown,
   generated); music (melodies and chords of harmonic tones, generated). For audio both the flag and what the
@@ -19,8 +20,9 @@ training and validation splits only). The sets, made here or read from where the
 An input the app refuses outright (a picture in which nothing stands out from the background) gets no prediction;
 it is counted as refused, beside the flag.
 The sets marked "held out" were first run after the detector's design was fixed; the others were run while it was
-chosen (its views; for text, the per-position view and its layer were chosen on the first two language sets), so
-they are not wholly unseen by that choice (audio's sets were all first run after it).
+chosen (its views; for text, the per-position view and its layer were chosen on the first two language sets; for
+images, the "early" view and its stages on the photographs, portraits and patches), so they are not wholly unseen
+by that choice (audio's sets were all first run after it).
 """
 
 from __future__ import annotations
@@ -179,7 +181,26 @@ def image_sets() -> dict[str, list]:
                if p.suffix in (".png", ".jpg")]
     lfw = (np.load(data / "lfw_subset.npy") * 255).astype(np.uint8)  # 25x25: 100 faces, then 100 other patches
     return {"photographs that are not garments": photos, "portraits (Labeled Faces in the Wild)": list(lfw[:100]),
-            "patches of photographs (the LFW subset's non-faces; held out)": list(lfw[100:])}
+            "patches of photographs (the LFW subset's non-faces)": list(lfw[100:]),
+            "photographs shipped with Gradio and scikit-learn, whole and in quarters (held out)": shipped_photographs()}
+
+
+def shipped_photographs() -> list[np.ndarray]:
+    """The 7 photographs among Gradio's media assets and scikit-learn's sample images (a tower, cheetahs, a lion, a
+    toy, a temple, a flower: the kind of picture the issue's visitor tried), each whole and each of its four quarters."""
+    import gradio
+    import sklearn
+    from PIL import Image
+
+    paths = [Path(gradio.__file__).parent / "media_assets" / "images" / name
+             for name in ("cheetah.jpg", "cheetah1.jpg", "groot.jpeg", "lion.jpg", "tower.jpg")]
+    paths += [Path(sklearn.__file__).parent / "datasets" / "images" / name for name in ("china.jpg", "flower.jpg")]
+    out = []
+    for path in paths:
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        h, w = picture.shape[0] // 2, picture.shape[1] // 2
+        out += [picture] + [picture[r:r + h, c:c + w] for r in (0, h) for c in (0, w)]
+    return out
 
 
 SKIMAGE_PHOTOS = {"astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field", "moon", "motorcycle_left",

@@ -4,10 +4,11 @@
 
 Views of an input, k: what the classifier head reads ("head": the pooled features after its LayerNorm), what
 the pool was given ("mixed": the layer-mixed states averaged over the input's positions), what the frozen
-encoder gave ("encoder": its features averaged over the positions, the last layer's where it gives several) and,
+encoder gave ("encoder": its features averaged over the positions, the last layer's where it gives several),
 where the encoder gives layers, its first block's states position by position ("positions": d_k is then the mean
 of each position's distance over POSITIONS_PER_INPUT of the input's positions spread evenly, f_k(x) one
-position's state).
+position's state) and, where its features concatenate an image encoder's stages, its earlier stages alone
+("early": every stage but the last two, averaged over the cells; early_channels).
 mu_kc: each class's mean over the training split; Sigma_k: the shared within-class covariance (Lee et al. 2018),
 shrunk toward a scaled identity by scikit-learn's Ledoit-Wolf estimate so that it stays well conditioned with fewer
 items than dimensions; q_k: the QUANTILE of d_k over the validation split. The threshold is the QUANTILE of the
@@ -20,7 +21,10 @@ classes apart, so an input that shares those directions (a review in French with
 training classes there; the frozen encoder's features still describe the input itself. Why positions one by one:
 averaged over a sentence, the states of words in another language land among English ones; a word's own state,
 early in the encoder, is far from every English word's (chosen over the embeddings and later blocks on other
-languages' sentences: README, the paragraph on ood.safetensors).
+languages' sentences: README, the paragraph on ood.safetensors). Why an image encoder's earlier stages apart: a
+photograph brought to a garment's size and contrast ends among garments in the last stages, which dominate the
+"encoder" view; its edges and textures, early, do not (chosen on photographs, portraits and patches of photographs:
+README, same paragraph).
 
 daam.train fits it for every checkpoint it writes (ood.safetensors, beside the weights); `python -m daam.fit_ood
 --checkpoint DIR` fits it for a checkpoint trained before it existed."""
@@ -37,14 +41,16 @@ from .pools import masked_mean
 
 OOD_FILE = "ood.safetensors"
 QUANTILE = 0.99  # the issue's "farther than 99% of its held-out items"
-VIEWS = ("head", "mixed", "encoder", "positions")
+VIEWS = ("head", "mixed", "encoder", "positions", "early")
 METHOD = ("the Mahalanobis distance to the nearest training class (one shared covariance, Ledoit-Wolf) of views "
           "of the input (the features the head reads, the layer-mixed states, the frozen encoder's features and, "
-          "where it gives layers, its first block's states position by position, their distances averaged), each in "
-          "units of its validation quantile, the largest of them")  # in words, for metrics and cards
+          "where it gives layers, its first block's states position by position, their distances averaged; where it "
+          "concatenates an image encoder's stages, its earlier stages), each in units of its validation quantile, "
+          "the largest of them")  # in words, for metrics and cards
 FIT_ITEMS = 4000  # at most this many training items (and validation, test items) when fitted after training
 FIT_POSITIONS = 50_000  # at most this many positions fit the per-position view (a seeded sample)
 POSITIONS_PER_INPUT = 16  # the per-position view reads at most this many of an input's positions, spread evenly
+EARLY_MAX_CHANNELS = 1024  # the "early" view only where its covariance stays small (a ViT's 11 states would not)
 
 
 class OODDetector:
@@ -56,26 +62,38 @@ class OODDetector:
                  quantile: float) -> None:
         self.views = {k: (means.float(), precision.float(), float(scale)) for k, (means, precision, scale) in views.items()}
         self.threshold, self.quantile = float(threshold), float(quantile)
+        self._terms = {k: self.class_terms(m, p) for k, (m, p, _) in self.views.items()}
 
     def to(self, device: str | torch.device) -> "OODDetector":
         self.views = {k: (m.to(device), p.to(device), s) for k, (m, p, s) in self.views.items()}
+        self._terms = {k: self.class_terms(m, p) for k, (m, p, _) in self.views.items()}
         return self
 
     @staticmethod
-    def distance(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    def class_terms(means: torch.Tensor, precision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """P mu_c (classes, dim) and mu_c'P mu_c (classes,): what a distance needs of the classes, the same for every
+        input (worked out once: for the image encoder's 1984 channels it is 10x the per-input product)."""
+        mu_p = means @ precision
+        return mu_p, (mu_p * means).sum(-1)
+
+    @staticmethod
+    def distance(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor,
+                 terms: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(batch, dim) -> (batch,) the squared Mahalanobis distance to the nearest class mean, expanded as
-        f'Pf - 2 f'P mu_c + mu_c'P mu_c: one (dim x dim) product per input rather than one per class. A view given
-        position by position, (batch, positions, dim) with padding NaN, gives each input its positions' mean."""
+        f'Pf - 2 f'P mu_c + mu_c'P mu_c: one (dim x dim) product per input rather than one per class (terms: the
+        classes' part, class_terms, when already worked out). A view given position by position, (batch, positions,
+        dim) with padding NaN, gives each input its positions' mean."""
+        mu_p, mu_term = OODDetector.class_terms(means, precision) if terms is None else terms
         f = features.float().to(means.device)
-        f_p, mu_p = f @ precision, means @ precision  # (..., dim), (classes, dim)
-        d = ((f_p * f).sum(-1, keepdim=True) - 2 * f @ mu_p.T + (mu_p * means).sum(-1)).amin(-1)
+        d = (((f @ precision) * f).sum(-1, keepdim=True) - 2 * f @ mu_p.T + mu_term).amin(-1)
         return d.nanmean(-1) if features.dim() == 3 else d
 
     @torch.no_grad()
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """{view: (batch, dim)} -> (batch,) the score: the largest of the views' distances, each in units of its
         validation quantile."""
-        return torch.stack([self.distance(features[k], m, p) / s for k, (m, p, s) in self.views.items()]).amax(0)
+        return torch.stack([self.distance(features[k], m, p, self._terms[k]) / s
+                            for k, (m, p, s) in self.views.items()]).amax(0)
 
     @classmethod
     def fit(cls, train: dict[str, torch.Tensor], targets: torch.Tensor, validation: dict[str, torch.Tensor],
@@ -148,7 +166,8 @@ class OODDetector:
 def views_of(model, inter, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """The detector's views of a batch, from the encoder's features (batch, [layers,] positions, dim), their mask
     (batch, positions) and the classifier's intermediates: {view: (batch, dim)}, and where the encoder gives layers
-    "positions": its first block's states at POSITIONS_PER_INPUT positions (spread_positions), (batch, count, dim)."""
+    "positions": its first block's states at POSITIONS_PER_INPUT positions (spread_positions), (batch, count, dim);
+    where its features concatenate an image encoder's stages, "early" (early_channels)."""
     mask = mask.to(inter.mixed.device)[..., None]
     last = (features[:, -1] if features.dim() == 4 else features).to(inter.mixed.device).float()
     views = {"head": model.norm(inter.pooled), "mixed": masked_mean(inter.mixed, mask, dim=1),
@@ -156,7 +175,21 @@ def views_of(model, inter, features: torch.Tensor, mask: torch.Tensor) -> dict[s
     if features.dim() == 4:
         first_block = features[:, min(1, features.shape[1] - 1)].to(inter.mixed.device).float()  # (b, p, d)
         views["positions"] = spread_positions(first_block, mask[..., 0])
+    early = early_channels(model.config)
+    if early is not None:
+        views["early"] = masked_mean(last[..., :early], mask, dim=1)
     return views
+
+
+def early_channels(config) -> int | None:
+    """How many of the features' leading channels the "early" view reads: those of every stage but the last two,
+    where the features concatenate four stages or more (the stage_projection adapter: EfficientNet-Lite0's blocks
+    7, 10 and 14 of its 7, 10, 14, 15 and head, 384 channels) and they number at most EARLY_MAX_CHANNELS; else None."""
+    if config.adapter.get("name") != "stage_projection":
+        return None
+    channels = config.adapter["kwargs"]["channels"]
+    early = sum(channels[:-2])
+    return early if len(channels) >= 4 and early <= EARLY_MAX_CHANNELS else None
 
 
 def spread_positions(states: torch.Tensor, mask: torch.Tensor, count: int = POSITIONS_PER_INPUT) -> torch.Tensor:
@@ -181,7 +214,7 @@ def view_features(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -
         _, inter = model(features.to(model.device).float(), mask.to(model.device), return_intermediates=True)
         for view, values in views_of(model, inter, features, mask).items():
             out[view].append(values.float().cpu())
-    return {view: torch.cat(values) for view, values in out.items() if values}  # "positions": where there are layers
+    return {view: torch.cat(values) for view, values in out.items() if values}  # "positions", "early": where the features have them
 
 
 def encoded_batches(model, inputs: list, batch_size: int = 32):

@@ -151,3 +151,41 @@ def test_the_positions_read_are_spread_over_each_input_whichever_side_it_is_padd
     assert picked[0].tolist() == [0, 10, 20, 30] and picked[1].tolist() == [49, 59, 69, 79]
     short = spread_positions(states, mask & (torch.arange(40) < 11), count=4)[..., 0]  # 11 and 2 real positions
     assert short[0].tolist()[:4] == [0, 3, 7, 10] and short[1, :2].tolist() == [49, 50] and short[1, 2:].isnan().all()
+
+
+def test_an_image_encoders_earlier_stages_are_a_view_of_their_own_where_their_channels_stay_few():
+    from daam.model import DAAMClassifier, DAAMConfig
+    from daam.ood import EARLY_MAX_CHANNELS, early_channels, views_of
+
+    def image_config(channels: list[int]) -> DAAMConfig:
+        return DAAMConfig(modality="image", labels=["a", "b"], num_layers=len(channels), dim=DIM, layer_heads=2,
+                          position_heads=2, layer_densities=2, position_densities=2,
+                          layer_names=[f"s{i}" for i in range(len(channels))],
+                          adapter={"name": "stage_projection", "kwargs": {"channels": channels, "dim": DIM}})
+
+    channels = [3, 4, 5, 6, 7]  # every stage but the last two: 3 + 4 + 5
+    assert early_channels(image_config(channels)) == 12
+    assert early_channels(image_config([3, 4, 5])) is None  # too few stages to leave any early ones apart
+    assert early_channels(image_config([EARLY_MAX_CHANNELS, 1, 1, 1])) is None  # its covariance would be too large
+    text = DAAMConfig(modality="text", labels=["a", "b"], num_layers=2, dim=DIM, layer_heads=2, position_heads=2,
+                      layer_densities=2, position_densities=2, layer_names=["l0", "l1"])
+    assert early_channels(text) is None
+
+    model = DAAMClassifier(image_config(channels))
+    features, mask = torch.randn(3, 4, sum(channels)), torch.ones(3, 4, dtype=torch.bool)  # (batch, cells, channels)
+    _, inter = model(features, mask, return_intermediates=True)
+    views = views_of(model, inter, features, mask)
+    assert set(views) == {"head", "mixed", "encoder", "early"}
+    torch.testing.assert_close(views["early"], features[..., :12].mean(1))  # those channels, over the cells
+
+
+def test_the_classes_part_of_each_distance_is_worked_out_once_and_moves_with_the_detector():
+    train, targets = clusters(300, 0)
+    detector = OODDetector.fit(train, targets, clusters(300, 1)[0])
+    probe = clusters(20, 5, shift=1.0)[0]
+    for view, (means, precision, _) in detector.views.items():
+        direct = ((probe[view][:, None, :] - means) @ precision * (probe[view][:, None, :] - means)).sum(-1).amin(-1)
+        torch.testing.assert_close(OODDetector.distance(probe[view], means, precision, detector._terms[view]), direct,
+                                   rtol=1e-4, atol=1e-3)
+    before = detector(probe)
+    torch.testing.assert_close(detector.to("cpu")(probe), before)
