@@ -15,7 +15,8 @@ training and validation splits only). The sets, made here or read from where the
   Gradio's media assets and scikit-learn's sample images, whole and in quarters (held out, see below)
 - audio: speech that is not a letter name (alsa-utils' and the freedesktop sound theme's channel announcements,
   espeak-ng reading sentences); sound effects (the freedesktop theme's other sounds); noise (white, pink, brown,
-  generated); music (melodies and chords of harmonic tones, generated). For audio both the flag and what the
+  generated); music (melodies and chords of harmonic tones, generated); Gradio's sample clips in 1.5 s windows,
+  actors' lines and music (held out). For audio both the flag and what the
   visitor is told are counted: a clip the speech probe finds no speech in is answered "no spoken letter" instead.
 An input the app refuses outright (a picture in which nothing stands out from the background) gets no prediction;
 it is counted as refused, beside the flag.
@@ -240,7 +241,27 @@ def audio_sets() -> dict[str, list]:
             envelope = np.exp(-3 * (t - (0 if chord else k * 0.25)).clip(0))
             clip += on * envelope * sum(np.sin(2 * np.pi * f * h * t) / h for h in (1, 2, 3, 4))
         music.append((SAMPLE_RATE, (clip / np.abs(clip).max() * 0.6).astype(np.float32)))
-    return {"speech that is not a letter name": speech, "sound effects": effects, "noise": noise, "music": music}
+    return {"speech that is not a letter name": speech, "sound effects": effects, "noise": noise, "music": music,
+            **shipped_clips()}
+
+
+def shipped_clips(window_s: float = 1.5) -> dict[str, list]:
+    """Gradio's sample clips, cut into windows of window_s: actors' lines (real speech, not letter names) and music
+    (a band, a saxophone: the issue's visitor tried the latter). Held out."""
+    import gradio
+    import soundfile as sf
+
+    folder = Path(gradio.__file__).parent / "media_assets" / "audio"
+    kinds = {"speech that is not a letter name, Gradio's actors' lines (held out)": ("cate_blanch.mp3", "cate_blanch_2.mp3", "heath_ledger.mp3"),
+             "music, Gradio's band and saxophone (held out)": ("cantina.wav", "sax.wav")}
+    out = {}
+    for kind, names in kinds.items():
+        for name in names:
+            samples, rate = sf.read(folder / name, dtype="float32", always_2d=True)
+            step = int(window_s * rate)
+            out.setdefault(kind, []).extend((rate, samples[start:start + step].mean(1))
+                                            for start in range(0, len(samples) - step + 1, step))
+    return out
 
 
 SETS = {"text": text_sets, "image": image_sets, "audio": audio_sets}
