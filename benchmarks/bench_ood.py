@@ -252,7 +252,8 @@ def shipped_clips(window_s: float = 1.5) -> dict[str, list]:
     import soundfile as sf
 
     folder = Path(gradio.__file__).parent / "media_assets" / "audio"
-    kinds = {"speech that is not a letter name, Gradio's actors' lines (held out)": ("cate_blanch.mp3", "cate_blanch_2.mp3", "heath_ledger.mp3"),
+    kinds = {"speech that is not a letter name, Gradio's actors' lines (held out)":
+             ("cate_blanch.mp3", "cate_blanch_2.mp3", "heath_ledger.mp3"),
              "music, Gradio's band and saxophone (held out)": ("cantina.wav", "sax.wav")}
     out = {}
     for kind, names in kinds.items():

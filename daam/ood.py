@@ -72,7 +72,7 @@ class OODDetector:
     @staticmethod
     def class_terms(means: torch.Tensor, precision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """P mu_c (classes, dim) and mu_c'P mu_c (classes,): what a distance needs of the classes, the same for every
-        input (worked out once: for the image encoder's 1984 channels it is 10x the per-input product)."""
+        input, so worked out once (it takes one (dim x dim) product per class; an input's own part, one)."""
         mu_p = means @ precision
         return mu_p, (mu_p * means).sum(-1)
 
@@ -214,7 +214,7 @@ def view_features(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -
         _, inter = model(features.to(model.device).float(), mask.to(model.device), return_intermediates=True)
         for view, values in views_of(model, inter, features, mask).items():
             out[view].append(values.float().cpu())
-    return {view: torch.cat(values) for view, values in out.items() if values}  # "positions", "early": where the features have them
+    return {view: torch.cat(values) for view, values in out.items() if values}  # "positions", "early": where there are
 
 
 def encoded_batches(model, inputs: list, batch_size: int = 32):
