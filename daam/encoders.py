@@ -27,6 +27,9 @@ class Encoded:
     # The encoder's own input, requiring grad, when the features were computed keeping their graph back to it (an
     # image encoder called with keep_graph=True); None otherwise.
     graph_input: torch.Tensor | None = None
+    # Each item's reference features (what ReferenceRelevance compares it with), shaped like features, when the
+    # encoder computed them in the same batch as the items' own (an encoder called with with_reference=True).
+    reference: torch.Tensor | None = None
 
 
 def model_kind(model_type: str) -> str | None:

@@ -10,7 +10,8 @@ is built, not with a silent fall-back.
                       to their position. One forward pass, no backward.
     reference         exact at the pool against a reference input, what each position becomes when it is removed
                       (DAAMClassifier.relevance_against; the encoder's reference_features: for audio, the clip
-                      silenced). One more encoder pass and DAAM pass.
+                      silenced). The reference encoded too (in the inputs' own batch where the encoder can) and one
+                      more DAAM pass.
     encoder_gradient  positions: gradient x input through the encoder (its input_relevance), for positions whose
                       removal reaches beyond their own features (an image cell moves its neighbours' features too);
                       heads: the pool's account. The encoder's forward keeps its graph; one backward pass
@@ -62,8 +63,16 @@ class ReferenceRelevance(RelevanceMethod):
     name = "reference"
     needs = "reference_features"
 
+    def encode(self, model, inputs: list):
+        """Encoded with the references in the inputs' own batch, where the encoder can (encodes_reference): one encoder
+        pass rather than two."""
+        if getattr(model.encoder, "encodes_reference", False):
+            return model.encoder(inputs, with_reference=True)
+        return model.encoder(inputs)
+
     def __call__(self, model, encoded, logits, inter, mask) -> Relevance:
-        reference = model.encoder.reference_features(encoded).to(model.device).float()
+        reference = encoded.reference if encoded.reference is not None else model.encoder.reference_features(encoded)
+        reference = reference.to(model.device).float()
         return Relevance(*model.relevance_against(logits, inter, mask, reference))
 
 

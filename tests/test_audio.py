@@ -236,3 +236,24 @@ def test_the_speech_probe_tells_speech_from_sounds_it_was_not_fitted_on(speech_e
     model = load_pretrained(SHIPPED)
     tone = model.explain(wav(0.3 * np.sin(2 * np.pi * 440 * np.arange(16_000) / 16_000).astype(np.float32), 16_000))
     assert no_answer(tone) == "not speech" and no_answer(model.explain(str(examples[0]))) is None
+
+
+@needs_checkpoint
+def test_the_silenced_reference_is_encoded_in_the_clips_own_batch_with_the_same_relevance(monkeypatch):
+    """ReferenceRelevance: one encoder pass for the clips and their silenced references together (Encoded.reference),
+    and the same explanation as encoding the references in a pass of their own."""
+    model = load_pretrained(SHIPPED)
+    clips = [prepare_audio(wav(voiced(SAMPLE_RATE, seconds, 0.1), SAMPLE_RATE)) for seconds in (0.6, 1.0)]
+    passes = []
+    original = model.encoder._hidden
+    monkeypatch.setattr(model.encoder, "_hidden", lambda mels: passes.append(len(mels)) or original(mels))
+    together = model.explain_batch(clips)
+    assert passes == [4]  # two clips and their two references, one batch
+    monkeypatch.setattr(model.encoder, "encodes_reference", False)
+    passes.clear()
+    apart = model.explain_batch(clips)
+    assert passes == [2, 2]
+    for a, b in zip(together, apart):
+        np.testing.assert_allclose(a.position_relevance, b.position_relevance, atol=1e-5)
+        np.testing.assert_allclose(a.head_relevance, b.head_relevance, atol=1e-5)
+        assert a.predicted_label == b.predicted_label

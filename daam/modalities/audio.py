@@ -27,6 +27,7 @@ class SpeechEncoder(nn.Module):
     modality = "audio"
     name = "openai/whisper-tiny.en (encoder)"
     position_axis = 2
+    encodes_reference = True  # forward(with_reference=True): the silenced clips in the clips' own batch
 
     def __init__(self, path: str | None = None, speech_probe: bool = True) -> None:
         """speech_probe: whether explanations say how likely the clip holds speech at all (the spoken letters' checkpoint
@@ -45,11 +46,16 @@ class SpeechEncoder(nn.Module):
     preprocess = staticmethod(prepare_audio)
 
     @torch.no_grad()
-    def forward(self, clips: list) -> Encoded:
+    def forward(self, clips: list, with_reference: bool = False) -> Encoded:
+        """Raw clips -> Encoded. with_reference: each clip silenced (reference_features) is encoded in the same batch
+        (Encoded.reference): one pass of the encoder for both rather than two (benchmarks/bench_audio.py)."""
         from ..whisper import output_frames
 
         prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
-        hidden, lengths = self._hidden([torch.from_numpy(p.log_mel) for p in prepared])  # (batch, 5, frames, 384)
+        mels = [torch.from_numpy(p.log_mel) for p in prepared]
+        hidden, lengths = self._hidden(mels + (self._silenced(mels) if with_reference else []))  # (b[+b], 5, frames, 384)
+        n = len(prepared)
+        hidden, reference, lengths = hidden[:n], hidden[n:] if with_reference else None, lengths[:n]
         frames = output_frames(lengths)
         mask = (torch.arange(int(frames.max()))[None, :] < frames[:, None]).to(hidden.device)
         times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # encoder frame j: mel frame 2j
@@ -57,7 +63,7 @@ class SpeechEncoder(nn.Module):
         speech = [None] * len(clips) if self.speech_probe is None else self.speech_probe(hidden, mask).tolist()
         extras = [AudioExtras(p.log_mel, p.frame_times, position_times=ts, duration_s=p.duration_s, speech_probability=s)
                   for p, ts, s in zip(prepared, times, speech)]
-        return Encoded(hidden, mask, labels, [p.note for p in prepared], extras)
+        return Encoded(hidden, mask, labels, [p.note for p in prepared], extras, reference=reference)
 
     def _hidden(self, mels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mels (80, mel frames) each -> hidden states (batch, 5, frames, 384) and the mel lengths."""
@@ -70,10 +76,14 @@ class SpeechEncoder(nn.Module):
     def reference_features(self, encoded: Encoded) -> torch.Tensor:
         """Features of each clip silenced, frame for frame (its log-mel at the clip's silence floor): what a frame
         becomes when the deletion test removes it: the reference of DAAMClassifier.relevance_against."""
+        return self._hidden(self._silenced([torch.from_numpy(e.log_mel) for e in encoded.extras]))[0]
+
+    @staticmethod
+    def _silenced(mels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each log-mel at its clip's silence floor, frame for frame."""
         from ..whisper import silence_level
 
-        mels = [torch.from_numpy(e.log_mel) for e in encoded.extras]
-        return self._hidden([torch.full_like(m, silence_level(m)) for m in mels])[0]
+        return [torch.full_like(m, silence_level(m)) for m in mels]
 
 
 class PretrainedSpeechEncoder(nn.Module):
