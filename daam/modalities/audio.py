@@ -54,8 +54,8 @@ class SpeechEncoder(nn.Module):
         prepared = [clip if hasattr(clip, "log_mel") else prepare_audio(clip) for clip in clips]
         mels = [torch.from_numpy(p.log_mel) for p in prepared]
         hidden, lengths = self._hidden(mels + (self._silenced(mels) if with_reference else []))  # (b[+b], 5, frames, 384)
-        n = len(prepared)
-        hidden, reference, lengths = hidden[:n], hidden[n:] if with_reference else None, lengths[:n]
+        count = len(prepared)
+        hidden, reference, lengths = hidden[:count], hidden[count:] if with_reference else None, lengths[:count]
         frames = output_frames(lengths)
         mask = (torch.arange(int(frames.max()))[None, :] < frames[:, None]).to(hidden.device)
         times = [p.frame_times[::2][:n] for p, n in zip(prepared, frames.tolist())]  # encoder frame j: mel frame 2j
