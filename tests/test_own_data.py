@@ -263,8 +263,8 @@ def tiny_image_model(family: str, directory: Path) -> Path:
 
     torch.manual_seed(0)
     if family == "vit":
-        ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                           image_size=32, patch_size=8)).save_pretrained(directory)
+        ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+                           image_size=32, patch_size=8)).save_pretrained(directory)  # 4 states: an "early" OOD view
         ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
         return directory
     if family == "convnext":
@@ -326,6 +326,8 @@ def test_an_image_folder_and_a_local_vit_become_a_checkpoint_that_explains_in_co
     e = model.explain(str(pictures / "red" / "0.png"))
     assert e.extras.image.shape == (32, 32, 3) and e.position_relevance.shape == (16,)
     assert e.relevance_method == "encoder_gradient"
+    assert set(model.ood.views) == {"head", "mixed", "encoder", "early"}  # its first two of 4 states: daam.ood
+    assert e.ood_score is not None and e.out_of_distribution is not None
     result = deletion_check(model, str(pictures / "red" / "0.png"))
     assert result["units"] == 16 and result["unit"] == "cells"
 
