@@ -65,7 +65,7 @@ def rows(model, task: Task, items: list[int], split_of: dict[int, str], trust: b
     order = [items[k] for k in encoding_order([task.inputs[i] for i in items], task.sort_key)]  # pads less
     for start in range(0, len(order), BATCH):
         chunk = order[start:start + BATCH]
-        for i, e in zip(chunk, model.explain_batch([task.inputs[i] for i in chunk])):
+        for i, e in zip(chunk, model.explain_batch([task.inputs[i] for i in chunk], layer_details=False)):
             shown, data = media(task.inputs[i])
             target = e.labels.index(e.predicted_label)
             measures = {"comprehensiveness": None, "sufficiency": None, "log_odds": None}

@@ -112,14 +112,15 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
 
     # ------------------------------------------------------------------ model
     def forward(self, features: torch.Tensor, mask: torch.Tensor, *, return_intermediates: bool = False,
-                return_weights: bool = False):
+                return_weights: bool = False, layer_details: bool = True):
         """Encoder features, mask (batch, positions) -> logits (batch, classes) [, ClassifierIntermediates]
         [, weights (batch, positions)]: how much weight the pool gave each position, summing to 1 over the real
-        positions (for DAAM: each position's mean raw gate over the position stage's channels, normalised)."""
+        positions (for DAAM: each position's mean raw gate over the position stage's channels, normalised).
+        layer_details=False (a DAAM pool only): the intermediates' layers are None (DensityPool.forward)."""
         hidden = self.adapter(features, mask)  # (batch, layers, positions, dim)
         if hidden.dim() != 4 or hidden.shape[1] != self.config.num_layers or hidden.shape[3] != self.config.dim:
             raise ValueError(f"hidden must be (batch, {self.config.num_layers}, positions, {self.config.dim}), got {tuple(hidden.shape)}")
-        pooled = self.pool(hidden, mask)
+        pooled = self.pool(hidden, mask) if layer_details else self.density_pool(hidden, mask, layer_details=False)
         logits = self.head(self.dropout(self.norm(pooled.pooled)))
         out = (logits,)
         if return_intermediates:
@@ -183,15 +184,19 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         return self._densities[1]
 
     # ------------------------------------------------------------------ explanations
-    def explain_batch(self, inputs: list) -> list[Explanation]:
-        """One Explanation per raw input (strings for text). Plain Python/numpy, no tensors."""
+    def explain_batch(self, inputs: list, *, layer_details: bool = True) -> list[Explanation]:
+        """One Explanation per raw input (strings for text). Plain Python/numpy, no tensors.
+
+        layer_details=False leaves out what only the layer stage's z-values and gates give: layer_importance is empty,
+        (0, dim), and z_counts has no "layers". Everything else is the same; what daam.explain_dataset's rows keep
+        needs neither, and keeping them is most of DAAM's own time on text (benchmarks/bench_scale.py)."""
         if not isinstance(inputs, (list, tuple)) or not inputs:
             raise ValueError("explain_batch needs a non-empty list of inputs")
         with full_float32():
-            return self._explain_batch(inputs)
+            return self._explain_batch(inputs, layer_details)
 
     @torch.no_grad()  # not inference_mode: an encoder built lazily here must stay usable by autograd
-    def _explain_batch(self, inputs: list) -> list[Explanation]:
+    def _explain_batch(self, inputs: list, layer_details: bool = True) -> list[Explanation]:
         self.eval()
         method = self.relevance_method
         start = time.perf_counter()
@@ -200,13 +205,14 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         start = time.perf_counter()
         # detached: a graph the encoder kept is the relevance method's (it reads encoded.features itself)
         features, mask = encoded.features.detach().to(self.device).float(), encoded.mask.to(self.device)
-        logits, inter = self.forward(features, mask, return_intermediates=True)
+        logits, inter = self.forward(features, mask, return_intermediates=True, layer_details=layer_details)
         probs = logits.softmax(-1).cpu().numpy()
         ood = None if self.ood is None else self.ood(views_of(self, inter, features, mask)).cpu().numpy()  # (b,)
         pool = self.density_pool
         position_weights = self._head_means(inter.positions.gate, pool.position_attention, channel_axis=2)  # (b, heads, positions)
         relevance = method(self, encoded, logits, inter, mask)  # (b, heads, positions), (b, positions)
-        layer_importance = masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2)  # (b, layers, dim)
+        layer_importance = (masked_mean(inter.layers.gate, mask[:, None, :, None], dim=2) if layer_details
+                            else features.new_empty(len(inputs), 0, self.config.dim))  # (b, layers, dim)
         density = self.densities()
         daam_ms = (time.perf_counter() - start) * 1e3
 
@@ -218,7 +224,8 @@ class DAAMClassifier(nn.Module, PyTorchModelHubMixin, library_name="daam-lens", 
         stages = {"layers": (inter.layers, pool.layer_attention, mask[:, None, :, None]),
                   "positions": (inter.positions, pool.position_attention, mask[:, :, None])}
         z_counts = {name: self._z_counts(stage.z, real, module.num_heads).cpu().numpy()
-                    for name, (stage, module, real) in stages.items() if name in density}  # (b, heads, bins) each
+                    for name, (stage, module, real) in stages.items()
+                    if name in density and stage is not None}  # (b, heads, bins) each
         explanations = []
         for i, n in enumerate(lengths):
             explanations.append(Explanation(

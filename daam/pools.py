@@ -122,8 +122,13 @@ class DensityPool(nn.Module):
             with torch.no_grad():
                 stage.mean_offsets.copy_(torch.linspace(-c.offset_spread, c.offset_spread, stage.num_densities))
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> PoolOutput:
-        gated, layers = self.layer_attention(hidden, mask=mask[:, None, :, None], return_intermediates=True)
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, layer_details: bool = True) -> PoolOutput:
+        """layer_details=False: the layer stage keeps neither its z-values nor its gates (PoolOutput.layers is None),
+        which saves writing two tensors the size of hidden when nothing reads them (a dataset's rows)."""
+        if layer_details:
+            gated, layers = self.layer_attention(hidden, mask=mask[:, None, :, None], return_intermediates=True)
+        else:
+            gated, layers = self.layer_attention(hidden, mask=mask[:, None, :, None]), None
         mixed = mix_layers(gated, self.layer_logits)  # (batch, positions, dim)
         _, positions = self.position_attention(mixed, mask=mask[:, :, None], return_intermediates=True)
         pooled = (self.pool_shares(positions.gate, mask) * mixed).sum(1)  # (batch, dim)

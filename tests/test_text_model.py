@@ -76,6 +76,23 @@ def test_explain_shapes_and_ranges(model):
     np.testing.assert_allclose(single.probabilities, model.explain_batch(sentences)[1].probabilities, atol=1e-5)
 
 
+def test_explain_without_layer_details_leaves_out_only_the_layer_stages_parts(model):
+    """What explain_dataset asks for: the same explanation, without the Importance Factor and the layer stage's
+    z-counts (the layer stage keeps neither its z-values nor its gates)."""
+    sentences = ["A gorgeous, moving film.", "The worst sequel of the year, by far."]
+    batch = model.encoder(sentences)
+    with torch.no_grad():
+        logits, inter = model(batch.features, batch.mask, return_intermediates=True, layer_details=False)
+    assert inter.layers is None and inter.positions is not None
+    torch.testing.assert_close(logits, model(batch.features, batch.mask), rtol=0, atol=0)
+    for full, lean in zip(model.explain_batch(sentences), model.explain_batch(sentences, layer_details=False)):
+        assert lean.layer_importance.shape == (0, 384) and set(lean.z_counts) == {"positions"}
+        np.testing.assert_array_equal(lean.z_counts["positions"], full.z_counts["positions"])
+        for field in ("position_weights", "position_relevance", "head_relevance", "probabilities"):
+            np.testing.assert_array_equal(getattr(lean, field), getattr(full, field))
+        assert (lean.predicted_label, lean.ood_score) == (full.predicted_label, full.ood_score)
+
+
 def test_json_round_trip(model):
     e = model.explain("Smart and funny.")
     back = Explanation.from_json(e.to_json())
