@@ -171,10 +171,10 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
     """One shard: its rows streamed to disk a batch at a time, then its index, by a rename: the shard's commit."""
     lengths, truncated, row_shape = [], 0, None
     with open(rows_path, "wb") as rows:
-        for features, was_truncated in encoded_rows(encoder, inputs, batch_size):
-            rows.write(features.numpy().data)  # a contiguous view: written without a copy
-            lengths.append(len(features))
-            row_shape, truncated = tuple(features.shape[1:]), truncated + was_truncated
+        for packed, batch_lengths, batch_truncated in encoded_rows(encoder, inputs, batch_size):
+            rows.write(packed.numpy().data)  # contiguous: one write per batch, without a copy
+            lengths += batch_lengths
+            row_shape, truncated = tuple(packed.shape[1:]), truncated + sum(batch_truncated)
         rows.flush()
         os.fsync(rows.fileno())
     partial = index.with_suffix(".json.partial")
@@ -183,15 +183,15 @@ def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index
     os.replace(partial, index)
 
 
-def encoded_rows(encoder, inputs: list, batch_size: int) -> Iterator[tuple[torch.Tensor, bool]]:
-    """Each input's features in float16 on the CPU, (positions, ...) over its real positions only (a contiguous view
-    of its batch), and whether the encoder truncated it; encoded batch_size inputs at a time, in the inputs' order."""
+def encoded_rows(encoder, inputs: list, batch_size: int) -> Iterator[tuple[torch.Tensor, list[int], list[bool]]]:
+    """Per batch of batch_size inputs (in the inputs' order): their features in float16 on the CPU over their real
+    positions only, one input's after another, (sum of lengths, ...); each input's number of real positions; and
+    whether the encoder truncated it. Packed a batch at a time: one copy and one write per batch, not per input."""
     for start in range(0, len(inputs), batch_size):
         out = encoder(inputs[start:start + batch_size])
-        features = out.features.movedim(encoder.position_axis, 1).to(  # (batch, positions, ...), one copy
-            "cpu", torch.float16, memory_format=torch.contiguous_format)
-        for row, (n, note) in enumerate(zip(out.mask.sum(1).tolist(), out.truncation_notes)):
-            yield features[row, :n], "truncated" in note
+        mask = out.mask.to(out.features.device)
+        packed = out.features.movedim(encoder.position_axis, 1)[mask].to("cpu", torch.float16)  # (real positions, ...)
+        yield packed, out.mask.sum(1).tolist(), ["truncated" in note for note in out.truncation_notes]
 
 
 def encoding_order(inputs: list, sort_key=None) -> list[int]:
@@ -203,10 +203,13 @@ def encode_all(encoder, inputs: list, labels: list[int], batch_size: int = 64, s
     """Every input through the frozen encoder once, in memory (small sets: a run's held-out ones)."""
     order = encoding_order(inputs, sort_key)
     items: list[torch.Tensor | None] = [None] * len(inputs)
-    truncated = 0
-    rows = encoded_rows(encoder, [inputs[i] for i in order], batch_size)
-    for i, (features, was_truncated) in tqdm(zip(order, rows), total=len(order), desc="encoding (once)", unit="input"):
-        items[i], truncated = features.clone(), truncated + was_truncated  # a copy: not a view of the whole batch
+    truncated, done = 0, 0
+    with tqdm(total=len(order), desc="encoding (once)", unit="input") as progress:
+        for packed, lengths, batch_truncated in encoded_rows(encoder, [inputs[i] for i in order], batch_size):
+            for i, features in zip(order[done:done + len(lengths)], packed.split(lengths)):
+                items[i] = features.clone()  # a copy: not a view of the whole batch
+            done, truncated = done + len(lengths), truncated + sum(batch_truncated)
+            progress.update(len(lengths))
     return FeatureCache(items, torch.tensor(labels), encoder.position_axis, truncated)
 
 
