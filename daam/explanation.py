@@ -197,8 +197,9 @@ class Explanation:
     timings: dict[str, float]  # {"encoder_ms", "daam_ms"}
     extras: Extras | None = None  # what the modality adds for its view (text: none)
     relevance_method: str = ""  # the name of the method that filled the relevance ("" in JSON written before it)
-    # daam.ood: the input's squared Mahalanobis distance to the nearest training class, and whether it lies beyond the
-    # checkpoint's threshold (farther than its QUANTILE of held-out items); None where the checkpoint has no detector
+    # daam.ood: the input's score (its views' squared Mahalanobis distances to the nearest training class, in units of
+    # their validation quantiles, combined by its modality's rule), and whether it lies beyond the checkpoint's
+    # threshold (farther than its QUANTILE of held-out items); None where the checkpoint has no detector
     ood_score: float | None = None
     out_of_distribution: bool | None = None
 

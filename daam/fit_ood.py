@@ -19,7 +19,7 @@ from .errors import DataError
 from .model import load_pretrained
 from .model_card import write_card
 from .data import seeded_sample
-from .ood import FIT_ITEMS, OOD_FILE, OODDetector, encoded_batches, summary, view_features
+from .ood import FIT_ITEMS, OOD_FILE, encoded_batches, fit_for, summary, view_features
 
 
 def fit_for_checkpoint(checkpoint: Path, data: str | None = None, builtin_data: str | None = None,
@@ -32,7 +32,7 @@ def fit_for_checkpoint(checkpoint: Path, data: str | None = None, builtin_data: 
     features = {name: view_features(model, encoded_batches(model, [task.inputs[i] for i in idx]))
                 for name, idx in chosen.items()}
     targets = torch.tensor([task.targets[i] for i in chosen["train"]])
-    detector = OODDetector.fit(features["train"], targets, features["val"])
+    detector = fit_for(model.config, features["train"], targets, features["val"])
     detector.save(checkpoint)
     report = summary(detector, features, {name: len(idx) for name, idx in chosen.items()})
     metrics_path = checkpoint / "metrics.json"

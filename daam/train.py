@@ -34,7 +34,8 @@ from .metrics import classification_report, head_movement, mean_sd
 from .model import DAAMClassifier, DAAMConfig
 from .pools import BASELINES
 from .model_card import write_card
-from .ood import FIT_ITEMS, OODDetector, cached_batches, view_features
+from .ood import FIT_ITEMS, cached_batches, view_features
+from .ood import fit_for as fit_ood_for
 from .ood import summary as ood_summary
 from . import distributed
 from .features import FeatureCache, encode_all, features_for
@@ -220,7 +221,7 @@ def run(task: Task, encoder: nn.Module, config: DAAMConfig, settings: TrainSetti
         chosen = {name: seeded_sample(task.split[name], FIT_ITEMS) for name in ("train", "val", "test")}
         features = {name: view_features(shipped, cached_batches(cache, items)) for name, items in chosen.items()}
         try:
-            shipped.ood = OODDetector.fit(features["train"], cache.labels[chosen["train"]], features["val"])
+            shipped.ood = fit_ood_for(shipped.config, features["train"], cache.labels[chosen["train"]], features["val"])
             metrics["ood"] = ood_summary(shipped.ood, features, {name: len(items) for name, items in chosen.items()})
         except ValueError as error:  # too little data to measure distance with: the checkpoint simply has none
             say(f"note: {error}")

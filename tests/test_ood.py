@@ -55,6 +55,46 @@ def test_a_view_given_position_by_position_scores_an_input_by_its_real_positions
     assert float((detector({"head": states[:50].nanmean(1), "positions": odd}) > detector.threshold).float().mean()) > 0.95
 
 
+def test_the_mean_of_the_views_flags_an_input_somewhat_far_in_each_that_the_largest_misses():
+    """Text's rule (daam.modalities: ood_combine="mean"): a sentence in another language lies a little beyond the
+    training data in every view, which only the views' mean adds up; the largest of them waits for one far view."""
+    def independent_views(n: int, seed: int) -> dict:  # views that vary apart, as distances in different layers do
+        g = torch.Generator().manual_seed(seed)
+        return {view: torch.randn(n, DIM, generator=g) + 4.0 * (torch.arange(n) % 2)[:, None]
+                for view in ("head", "mixed", "encoder")}
+
+    train, targets, validation = independent_views(2000, 0), torch.arange(2000) % 2, independent_views(2000, 1)
+    largest = OODDetector.fit(train, targets, validation)
+    mean = OODDetector.fit(train, targets, validation, combine="mean")
+    assert mean.combine == "mean" and largest.combine == "max"
+    assert float((mean(validation) > mean.threshold).float().mean()) == pytest.approx(1 - QUANTILE, abs=0.002)
+    # every view of each probe at 0.9 of its validation quantile: none alone is far
+    probe = {}
+    for view, (means, precision, scale) in mean.views.items():
+        direction = torch.randn(300, DIM, generator=torch.Generator().manual_seed(5))
+        length = OODDetector.distance(direction + means[0], means, precision)  # nearest: class 0 for short ones
+        probe[view] = means[0] + direction * (0.9 * scale / length)[:, None].sqrt()
+    scaled = torch.stack([OODDetector.distance(probe[k], m, p) / s for k, (m, p, s) in mean.views.items()])
+    assert bool((scaled < 1).all())
+    torch.testing.assert_close(mean(probe), scaled.mean(0))
+    assert float((largest(probe) > largest.threshold).float().mean()) < 0.05
+    assert float((mean(probe) > mean.threshold).float().mean()) > 0.95
+    with pytest.raises(ValueError, match="combine must be one of"):
+        OODDetector.fit(train, targets, validation, combine="sum")
+
+
+def test_each_modality_fits_its_detector_by_its_own_rule():
+    from daam.model import DAAMConfig
+    from daam.ood import fit_for
+
+    train, targets = clusters(500, 0)
+    validation, _ = clusters(500, 1)
+    text = fit_for(DAAMConfig("text", ["a", "b"], 2, DIM), train, targets, validation)
+    assert (list(text.views), text.combine) == (["head", "mixed"], "mean")  # the sentence encoder's view left out
+    image = fit_for(DAAMConfig("image", ["a", "b"], 2, DIM), train, targets, validation)
+    assert (list(image.views), image.combine) == (["head", "mixed", "encoder"], "max")
+
+
 def test_training_items_that_do_not_vary_give_no_detector_but_a_reason():
     same = {view: torch.ones(6, DIM) for view in ("head", "mixed", "encoder")}
     with pytest.raises(ValueError, match="vary too little within their classes"):
@@ -73,6 +113,20 @@ def test_the_detector_round_trips_through_its_own_file(tmp_path):
     torch.testing.assert_close(loaded(probe), detector(probe))
     assert (loaded.threshold, loaded.quantile) == (detector.threshold, detector.quantile)
     assert OODDetector.load(tmp_path / "nowhere") is None
+    mean = OODDetector.fit(train, targets, clusters(500, 1)[0], combine="mean")
+    mean.save(tmp_path)
+    loaded = OODDetector.load(tmp_path)
+    assert loaded.combine == "mean"
+    torch.testing.assert_close(loaded(probe), mean(probe))
+    # a file written before the rule existed: the largest of the views, as it was fitted
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "ood.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["detector"])
+    del meta["combine"]
+    save_file(load_file(str(tmp_path / "ood.safetensors")), str(tmp_path / "ood.safetensors"),
+              metadata={"detector": json.dumps(meta)})
+    assert OODDetector.load(tmp_path).combine == "max"
 
 
 def test_a_checkpoint_carries_its_detector_and_explanations_say_how_far_they_are(tmp_path):

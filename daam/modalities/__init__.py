@@ -36,6 +36,10 @@ class Modality:
     train_defaults: dict = field(default_factory=dict)  # TrainSettings fields its run uses unless told otherwise
     architecture: dict = field(default_factory=dict)  # DAAMConfig fields its checkpoint is trained with, likewise
     relevance: str = "pool"  # its explanations' relevance method, a name in daam.relevance.RELEVANCE_METHODS
+    # its out-of-distribution detector (daam.ood): the views it leaves out, and how the others' distances combine,
+    # "max" (an input far in any one view) or "mean" (an input somewhat far in most of them)
+    ood_skip: tuple[str, ...] = ()
+    ood_combine: str = "max"
 
     def resolve(self, role: str) -> Any:
         """The object an entry names: resolve("encoder") -> the encoder class."""
@@ -58,7 +62,8 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
              case="daam.modalities.text:TextCase",
              task="daam.data.rotten_tomatoes:task", build="daam.modalities.text:build",
              card="daam.modalities.text:card_sections",
-             train_defaults={"epochs": 6, "lr": 3e-3}, architecture=SCORED_POSITIONS),
+             train_defaults={"epochs": 6, "lr": 3e-3}, architecture=SCORED_POSITIONS,
+             ood_skip=("encoder",), ood_combine="mean"),  # why: daam.ood's docstring
     Modality("image", "Image", "image", "image patches", encoder="daam.modalities.image:ImageEncoder",
              case="daam.modalities.image:ImageCase",
              task="daam.data.fashion_mnist:task", build="daam.modalities.image:build",
