@@ -2,6 +2,7 @@
 
     d_k(x) = min_c (f_k(x) - mu_kc)^T Sigma_k^-1 (f_k(x) - mu_kc)          score(x) = max_k d_k(x) / q_k
                                                                           (or mean_k, by the modality: below)
+with f_k(x) each view's features divided by their length (Mueller and Hein's Mahalanobis++, 2025).
 
 Views of an input, k: what the classifier head reads ("head": the pooled features after its LayerNorm), what
 the pool was given ("mixed": the layer-mixed states averaged over the input's positions), what the frozen
@@ -15,6 +16,11 @@ shrunk toward a scaled identity by scikit-learn's Ledoit-Wolf estimate so that i
 items than dimensions; q_k: the QUANTILE of d_k over the validation split. The threshold is the QUANTILE of the
 score over the validation split (held out, in distribution), so about 1 - QUANTILE of such inputs are flagged.
 
+Why unit length: how strongly an encoder responds varies far more than one shared covariance allows (a CNN's
+ReLU features scale with a picture's contrast), and a distance dominated by that strength misses inputs whose
+pattern differs; divided by its length, a view keeps the pattern (chosen on the same design sets). Files fitted
+before it keep the raw features (normalised=False).
+
 Why distances and not the logits' confidence (max softmax, energy): a network of ReLUs and linear layers grows
 *more* confident the farther an input lies from its data along most directions (Hein et al. 2019), which is where
 a photo of a tower lands for a clothing classifier. Why several views: the trained parts keep only what tells the
@@ -22,16 +28,15 @@ classes apart, so an input that shares those directions (a review in French with
 training classes there; the frozen encoder's features still describe the input itself. Why positions one by one:
 averaged over a sentence, the states of words in another language land among English ones; a word's own state,
 early in the encoder, is far from every English word's (chosen over the embeddings and later blocks on other
-languages' sentences: README, the paragraph on ood.safetensors). Why an image encoder's earlier stages apart: a
+languages' sentences: README, "How each choice was made"). Why an image encoder's earlier stages apart: a
 photograph brought to a garment's size and contrast ends among garments in the last stages, which dominate the
 "encoder" view; its edges and textures, early, do not (chosen on photographs, portraits and patches of photographs:
-README, same paragraph). Why text takes the views' mean and leaves out the frozen encoder's own: a sentence in
-another language lands a little beyond English in each of the others (in units of their validation quantiles, most
-of the first design set's misses scored 0.8-1.1 in every one), which only a sum of the evidence sees; the sentence
-encoder itself was trained to place a sentence by its meaning, whatever the words, so its view sees a review in
-Portuguese among English ones (0.5-0.9) and would pull that mean down. An image or a sound, by contrast, is far in
-one view and ordinary in the rest, so image and audio keep the largest (their means flagged fewer photographs and
-noises on their design sets). The rule is the modality's (daam.modalities: ood_skip, ood_combine).
+README, the same). Why text takes the views' mean and leaves out the frozen encoder's own: a sentence in
+another language lands a little beyond English in each of the others, which only a sum of the evidence sees; the
+sentence encoder itself was trained to place a sentence by its meaning, whatever the words, so its view sees a review
+in Portuguese among English ones and would pull that mean down. An image or a sound, by contrast, is far in one view
+and ordinary in the rest, so image and audio keep the largest. The rule is the modality's (daam.modalities:
+ood_skip, ood_combine); the figures it was chosen on: README, "How each choice was made".
 
 daam.train fits it for every checkpoint it writes (ood.safetensors, beside the weights); `python -m daam.fit_ood
 --checkpoint DIR` fits it for a checkpoint trained before it existed."""
@@ -66,11 +71,12 @@ class OODDetector:
     classifier, not inside it: its tensors stay in their own file, and checkpoints without one load as before."""
 
     def __init__(self, views: dict[str, tuple[torch.Tensor, torch.Tensor, float]], threshold: float,
-                 quantile: float, combine: str = "max") -> None:
+                 quantile: float, combine: str = "max", normalised: bool = True) -> None:
         if combine not in COMBINE_WORDS:
             raise ValueError(f"combine must be one of {sorted(COMBINE_WORDS)}, got {combine!r}")
         self.views = {k: (means.float(), precision.float(), float(scale)) for k, (means, precision, scale) in views.items()}
         self.threshold, self.quantile, self.combine = float(threshold), float(quantile), combine
+        self.normalised = normalised  # each view's features divided by their length first (Mahalanobis++)
         self._terms = {k: self.class_terms(m, p) for k, (m, p, _) in self.views.items()}
 
     def to(self, device: str | torch.device) -> "OODDetector":
@@ -101,18 +107,21 @@ class OODDetector:
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """{view: (batch, dim)} -> (batch,) the score: the largest of the views' distances, each in units of its
         validation quantile, or their mean (combine)."""
+        features = unit_length(features) if self.normalised else features
         distances = torch.stack([self.distance(features[k], m, p, self._terms[k]) / s
                                  for k, (m, p, s) in self.views.items()])  # (views, batch)
         return distances.amax(0) if self.combine == "max" else distances.mean(0)
 
     @classmethod
     def fit(cls, train: dict[str, torch.Tensor], targets: torch.Tensor, validation: dict[str, torch.Tensor],
-            quantile: float = QUANTILE, combine: str = "max") -> "OODDetector":
+            quantile: float = QUANTILE, combine: str = "max", normalised: bool = True) -> "OODDetector":
         """From the training split's features {view: (n, dim)} and classes (n,); scales and threshold from the
         validation split's."""
         from sklearn.covariance import LedoitWolf
 
         targets = targets.long()
+        if normalised:
+            train, validation = unit_length(train), unit_length(validation)
         views = {}
         for view, features in train.items():
             labels = targets
@@ -127,7 +136,7 @@ class OODDetector:
             precision = torch.from_numpy(LedoitWolf(assume_centered=True).fit((features - means[labels]).numpy()).precision_)
             scale = torch.quantile(cls.distance(validation[view], means.float(), precision.float()), quantile)
             views[view] = (means, precision, float(scale))
-        detector = cls(views, threshold=0.0, quantile=quantile, combine=combine)
+        detector = cls(views, threshold=0.0, quantile=quantile, combine=combine, normalised=normalised)
         detector.threshold = float(torch.quantile(detector(validation), quantile))
         if not (np.isfinite(detector.threshold) and all(np.isfinite(s) and s > 0 for _, _, s in views.values())):
             raise ValueError(f"the {len(targets)} training items vary too little within their classes to tell how "
@@ -147,6 +156,7 @@ class OODDetector:
             tensors[f"{view}.means"] = means.cpu().contiguous()
             tensors[f"{view}.precision_upper"] = precision.cpu()[rows, cols].contiguous()
         meta = {"threshold": self.threshold, "quantile": self.quantile, "combine": self.combine,
+                "normalised": self.normalised,
                 "scales": {k: s for k, (_, _, s) in self.views.items()}}
         save_file(tensors, str(Path(directory) / OOD_FILE), metadata={"detector": json.dumps(meta)})
 
@@ -171,7 +181,14 @@ class OODDetector:
                 precision[rows, cols] = upper
                 precision[cols, rows] = upper
                 views[view] = (means, precision, scale)
-        return cls(views, meta["threshold"], meta["quantile"], meta.get("combine", "max"))  # "max": files before it
+        # files written before these settings: the largest of the views, of the features as they come
+        return cls(views, meta["threshold"], meta["quantile"], meta.get("combine", "max"), meta.get("normalised", False))
+
+
+def unit_length(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each view's feature vectors divided by their length (a position by position view: each position's; padding
+    stays NaN)."""
+    return {k: torch.nn.functional.normalize(v.float(), dim=-1) for k, v in features.items()}
 
 
 def views_of(model, inter, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -264,6 +281,7 @@ def fit_for(config, train: dict[str, torch.Tensor], targets: torch.Tensor,
 
 def method_words(detector: OODDetector) -> str:
     """The detector's rule in words, for metrics and cards."""
+    length = " at unit length" if detector.normalised else ""
     return ("the Mahalanobis distance to the nearest training class (one shared covariance, Ledoit-Wolf) of views of "
-            f"the input ({'; '.join(VIEW_WORDS[k] for k in detector.views)}), each in units of its validation "
-            f"quantile, {COMBINE_WORDS[detector.combine]}")
+            f"the input{length} ({'; '.join(VIEW_WORDS[k] for k in detector.views)}), each distance in units of its "
+            f"validation quantile, {COMBINE_WORDS[detector.combine]}")

@@ -25,7 +25,7 @@ def clusters(n: int, seed: int, shift: float = 0.0) -> tuple[dict, torch.Tensor]
 def test_the_threshold_flags_about_one_in_a_hundred_held_out_items_and_far_ones_all():
     train, targets = clusters(2000, 0)
     validation, _ = clusters(2000, 1)
-    detector = OODDetector.fit(train, targets, validation)
+    detector = OODDetector.fit(train, targets, validation, normalised=False)  # distances of the features as they are
     assert float((detector(validation) > detector.threshold).float().mean()) == pytest.approx(1 - QUANTILE, abs=0.002)
     test, _ = clusters(4000, 2)
     assert float((detector(test) > detector.threshold).float().mean()) < 0.03
@@ -42,7 +42,7 @@ def test_a_view_given_position_by_position_scores_an_input_by_its_real_positions
     states = torch.randn(400, 6, DIM, generator=g) + 4.0 * targets[:, None, None]  # (items, positions, dim)
     states[::3, 4:] = float("nan")  # shorter inputs: padding
     train = {"head": states.nanmean(1), "positions": states}
-    detector = OODDetector.fit(train, targets, {k: v[:200] + 0.1 for k, v in train.items()})
+    detector = OODDetector.fit(train, targets, {k: v[:200] + 0.1 for k, v in train.items()}, normalised=False)
     means, precision, _ = detector.views["positions"]
     probe = torch.randn(2, 6, DIM, generator=g)
     probe[1, 3:] = float("nan")
@@ -64,8 +64,8 @@ def test_the_mean_of_the_views_flags_an_input_somewhat_far_in_each_that_the_larg
                 for view in ("head", "mixed", "encoder")}
 
     train, targets, validation = independent_views(2000, 0), torch.arange(2000) % 2, independent_views(2000, 1)
-    largest = OODDetector.fit(train, targets, validation)
-    mean = OODDetector.fit(train, targets, validation, combine="mean")
+    largest = OODDetector.fit(train, targets, validation, normalised=False)
+    mean = OODDetector.fit(train, targets, validation, combine="mean", normalised=False)
     assert mean.combine == "mean" and largest.combine == "max"
     assert float((mean(validation) > mean.threshold).float().mean()) == pytest.approx(1 - QUANTILE, abs=0.002)
     # every view of each probe at 0.9 of its validation quantile: none alone is far
@@ -93,6 +93,33 @@ def test_each_modality_fits_its_detector_by_its_own_rule():
     assert (list(text.views), text.combine) == (["head", "mixed"], "mean")  # the sentence encoder's view left out
     image = fit_for(DAAMConfig("image", ["a", "b"], 2, DIM), train, targets, validation)
     assert (list(image.views), image.combine) == (["head", "mixed", "encoder"], "max")
+
+
+def test_unit_length_views_score_the_pattern_of_the_features_not_their_strength():
+    """How strongly an encoder responds varies (a CNN's features scale with contrast); divided by their length, the
+    views keep the pattern: a training pattern at an unseen strength is ordinary, an unseen pattern at an ordinary
+    strength is not."""
+    g = torch.Generator().manual_seed(0)
+    patterns = torch.rand(2, DIM, generator=g) + 0.2  # each class's pattern, positive like ReLU features
+
+    def responses(n: int, pattern: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+        targets = torch.arange(n) % 2
+        base = patterns[targets] if pattern is None else pattern.expand(n, DIM)
+        strength = torch.empty(n, 1).uniform_(0.5, 3.0, generator=g)
+        head = strength * (base + 0.03 * torch.randn(n, DIM, generator=g))
+        return {"head": head, "mixed": head + 0.03 * strength * torch.randn(n, DIM, generator=g)}, targets
+
+    train, targets = responses(2000)
+    detector = OODDetector.fit(train, targets, responses(2000)[0])
+    raw = OODDetector.fit(train, targets, responses(2000)[0], normalised=False)
+    assert detector.normalised and not raw.normalised
+    probe, _ = responses(200)
+    torch.testing.assert_close(detector({k: 10 * v for k, v in probe.items()}), detector(probe), rtol=1e-2, atol=2e-3)
+    stronger = {k: 10 * v for k, v in probe.items()}  # the same patterns, stronger than any training item
+    assert float((detector(stronger) > detector.threshold).float().mean()) < 0.05
+    assert float((raw(stronger) > raw.threshold).float().mean()) > 0.95
+    other, _ = responses(200, pattern=patterns[0].flip(0))  # another pattern at the same strengths
+    assert float((detector(other) > detector.threshold).float().mean()) > 0.95
 
 
 def test_training_items_that_do_not_vary_give_no_detector_but_a_reason():
@@ -126,7 +153,11 @@ def test_the_detector_round_trips_through_its_own_file(tmp_path):
     del meta["combine"]
     save_file(load_file(str(tmp_path / "ood.safetensors")), str(tmp_path / "ood.safetensors"),
               metadata={"detector": json.dumps(meta)})
-    assert OODDetector.load(tmp_path).combine == "max"
+    del meta["normalised"]
+    save_file(load_file(str(tmp_path / "ood.safetensors")), str(tmp_path / "ood.safetensors"),
+              metadata={"detector": json.dumps(meta)})
+    before = OODDetector.load(tmp_path)
+    assert (before.combine, before.normalised) == ("max", False)
 
 
 def test_a_checkpoint_carries_its_detector_and_explanations_say_how_far_they_are(tmp_path):
