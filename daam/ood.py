@@ -67,7 +67,8 @@ EARLY_MAX_CHANNELS = 1024  # the "early" view only where its covariance stays sm
 
 class OODDetector:
     """Per view: class means (classes, dim), the shared precision (dim, dim) and the validation quantile the
-    distance is divided by; and the score above which an input counts as out of distribution. Kept beside the
+    distance is divided by; the score above which an input counts as out of distribution, how the views' distances
+    combine ("max" or "mean") and whether the features are brought to unit length first. Kept beside the
     classifier, not inside it: its tensors stay in their own file, and checkpoints without one load as before."""
 
     def __init__(self, views: dict[str, tuple[torch.Tensor, torch.Tensor, float]], threshold: float,
@@ -105,8 +106,8 @@ class OODDetector:
 
     @torch.no_grad()
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{view: (batch, dim)} -> (batch,) the score: the largest of the views' distances, each in units of its
-        validation quantile, or their mean (combine)."""
+        """{view: (batch, dim)} -> (batch,) the score: the largest of the views' distances (of the features at unit
+        length, where normalised), each in units of its validation quantile, or their mean (combine)."""
         features = unit_length(features) if self.normalised else features
         distances = torch.stack([self.distance(features[k], m, p, self._terms[k]) / s
                                  for k, (m, p, s) in self.views.items()])  # (views, batch)
