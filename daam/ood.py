@@ -34,9 +34,10 @@ photograph brought to a garment's size and contrast ends among garments in the l
 README, the same). Why text takes the views' mean and leaves out the frozen encoder's own: a sentence in
 another language lands a little beyond English in each of the others, which only a sum of the evidence sees; the
 sentence encoder itself was trained to place a sentence by its meaning, whatever the words, so its view sees a review
-in Portuguese among English ones and would pull that mean down. An image or a sound, by contrast, is far in one view
-and ordinary in the rest, so image and audio keep the largest. The rule is the modality's (daam.modalities:
-ood_skip, ood_combine); the figures it was chosen on: README, "How each choice was made".
+in Portuguese among English ones and would pull that mean down. (Text leaves out the layer-mixed view as well, on the
+design sets alone: no reason is known.) An image or a sound, by contrast, is far in one view and ordinary in the
+rest, so image and audio keep the largest. The rule is the modality's (daam.modalities: ood_skip, ood_combine); the
+figures it was chosen on: README, "How each choice was made".
 
 daam.train fits it for every checkpoint it writes (ood.safetensors, beside the weights); `python -m daam.fit_ood
 --checkpoint DIR` fits it for a checkpoint trained before it existed."""
