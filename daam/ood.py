@@ -109,7 +109,8 @@ class OODDetector:
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """{view: (batch, dim)} -> (batch,) the score: the largest of the views' distances (of the features at unit
         length, where normalised), each in units of its validation quantile, or their mean (combine)."""
-        features = unit_length(features) if self.normalised else features
+        if self.normalised:  # only the views it reads: views_of also gives those a modality's rule leaves out
+            features = unit_length({k: features[k] for k in self.views})
         distances = torch.stack([self.distance(features[k], m, p, self._terms[k]) / s
                                  for k, (m, p, s) in self.views.items()])  # (views, batch)
         return distances.amax(0) if self.combine == "max" else distances.mean(0)
