@@ -13,6 +13,8 @@ for bucketing), `batch(idx)` (padded features, mask, labels) and `labels`.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -27,6 +29,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .errors import DataError
 
 SHARD_ITEMS = 4096  # items per shard: the unit of resumption, and of open files (a million items: 245)
 BULK_COMPILE_FROM = 2000  # inputs: below this the one-off compile costs more than it saves (bench_encoders.py)
@@ -144,16 +147,21 @@ def encode_to_disk(encoder, inputs: list, labels: list[int], directory: Path, ba
     together pad less); shards are consecutive runs of it. In a group of processes (daam.distributed) process r
     encodes the shards r, r + world, ...; all wait for every shard, then each reads them all."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"could not make the feature cache's directory {directory}: {error.strerror or error}. Pass "
+                        "--cache-dir with a writable place, or --no-cache") from error
     processes = distributed.current()
     order = list(range(len(inputs))) if order is None else list(order)
     runs = [order[s:s + shard_items] for s in range(0, len(order), shard_items)]
     mine = list(range(processes.rank, len(runs), processes.world))
-    for number in tqdm(mine, desc="encoding to disk", unit="shard", disable=not processes.main):
-        index = directory / f"shard-{number:05d}.json"
-        if not index.exists():
-            _write_shard(encoder, [inputs[i] for i in runs[number]], runs[number], directory / f"shard-{number:05d}.f16",
-                         index, batch_size, processes.rank)
+    with ShardWriter(directory) as writer:
+        for number in tqdm(mine, desc="encoding to disk", unit="shard", disable=not processes.main):
+            index = directory / f"shard-{number:05d}.json"
+            if not index.exists():
+                _write_shard(encoder, [inputs[i] for i in runs[number]], runs[number],
+                             directory / f"shard-{number:05d}.f16", index, batch_size, processes.rank, writer)
     distributed.barrier()
     shards, row_shape = [], None
     for number, items in enumerate(runs):
@@ -166,21 +174,82 @@ def encode_to_disk(encoder, inputs: list, labels: list[int], directory: Path, ba
     return DiskFeatureCache(directory, torch.tensor(labels), encoder.position_axis, row_shape or (), shards)
 
 
+class ShardWriter:
+    """The disk's side of encoding (copying rows into the shard's file, fsync, the index) on a thread of its own, in
+    the order given, so that it overlaps the encoder's next batches instead of adding to them: the thread waits on
+    the disk with the GIL released. At most `depth` writes wait, holding their batches in memory. A failed write
+    (a full disk) is raised, as a DataError, by the next call from the encoding side or on leaving the `with`,
+    which first finishes what was given: a shard whose rows were all given is committed even if encoding failed."""
+
+    def __init__(self, directory: Path, depth: int = 8) -> None:
+        self.directory, self.depth, self.pending, self.rows = directory, depth, collections.deque(), None
+        self.thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="daam-shard-writer")
+
+    def open(self, rows_path: Path) -> None:
+        self._submit(self._open, rows_path)
+
+    def write(self, buffer: memoryview) -> None:
+        self._submit(self._write, buffer)
+
+    def commit(self, index: Path, summary: dict) -> None:
+        self._submit(self._commit, index, summary)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.thread.shutdown(wait=True)
+        if self.rows is not None:
+            self.rows.close()  # the rows of a shard left uncommitted: no index, so encoded again on the next run
+        while self.pending:
+            future = self.pending.popleft()
+            if kind is None:
+                self._settle(future)
+
+    def _submit(self, job, *args) -> None:
+        self.pending.append(self.thread.submit(job, *args))
+        while self.pending and (len(self.pending) > self.depth or self.pending[0].done()):
+            self._settle(self.pending.popleft())
+
+    def _settle(self, future: concurrent.futures.Future) -> None:
+        try:
+            future.result()
+        except OSError as error:
+            raise DataError(f"could not write the feature cache in {self.directory}: {error.strerror or error}. "
+                            "The shards already complete there are kept: free some space (or pass --cache-dir on "
+                            "another disk, or --no-cache to run the encoder each epoch instead) and run again to "
+                            "resume.") from error
+
+    # On the writer's thread:
+    def _open(self, rows_path: Path) -> None:
+        self.rows = open(rows_path, "wb")
+
+    def _write(self, buffer: memoryview) -> None:
+        self.rows.write(buffer)
+
+    def _commit(self, index: Path, summary: dict) -> None:
+        """Once a shard's rows are on disk, its index: written aside, then renamed into place."""
+        rows, self.rows = self.rows, None
+        with rows:
+            rows.flush()
+            os.fsync(rows.fileno())
+        partial = index.with_suffix(".json.partial")
+        partial.write_text(json.dumps(summary))
+        os.replace(partial, index)
+
+
 def _write_shard(encoder, inputs: list, items: list[int], rows_path: Path, index: Path, batch_size: int,
-                 rank: int) -> None:
-    """One shard: its rows streamed to disk a batch at a time, then its index, by a rename: the shard's commit."""
+                 rank: int, writer: ShardWriter) -> None:
+    """One shard: its rows streamed to disk a batch at a time, then its index, by a rename: the shard's commit.
+    The encoder runs here; the writes, in this order, on the writer's thread."""
     lengths, truncated, row_shape = [], 0, None
-    with open(rows_path, "wb") as rows:
-        for packed, batch_lengths, batch_truncated in encoded_rows(encoder, inputs, batch_size):
-            rows.write(packed.numpy().data)  # contiguous: one write per batch, without a copy
-            lengths += batch_lengths
-            row_shape, truncated = tuple(packed.shape[1:]), truncated + sum(batch_truncated)
-        rows.flush()
-        os.fsync(rows.fileno())
-    partial = index.with_suffix(".json.partial")
-    partial.write_text(json.dumps({"items": items, "lengths": lengths, "row_shape": list(row_shape),
-                                   "truncated": truncated, "encoded_by": rank}))
-    os.replace(partial, index)
+    writer.open(rows_path)
+    for packed, batch_lengths, batch_truncated in encoded_rows(encoder, inputs, batch_size):
+        writer.write(packed.numpy().data)  # contiguous: one write per batch, without a copy
+        lengths += batch_lengths
+        row_shape, truncated = tuple(packed.shape[1:]), truncated + sum(batch_truncated)
+    writer.commit(index, {"items": items, "lengths": lengths, "row_shape": list(row_shape), "truncated": truncated,
+                          "encoded_by": rank})
 
 
 def encoded_rows(encoder, inputs: list, batch_size: int) -> Iterator[tuple[torch.Tensor, list[int], list[bool]]]:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from daam.encoders import Encoded
+from daam.errors import DataError
 from daam.features import FeatureCache, StreamingFeatures, cache_key, encode_to_disk, input_digest
 
 
@@ -63,6 +64,36 @@ def test_a_killed_run_resumes_from_its_last_complete_shard(tmp_path):
                                                             "truncated": 0}))
     with pytest.raises(RuntimeError, match="other items"):
         encode_to_disk(RaggedEncoder(), items, labels, tmp_path, batch_size=4, shard_items=16)
+
+
+def test_a_full_disk_is_said_and_the_rerun_resumes(tmp_path, monkeypatch):
+    import errno
+
+    import daam.features
+
+    items, labels = list(range(48)), [0, 1] * 24
+    synced = []
+
+    def fsync_until_full(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(daam.features.os, "fsync", fsync_until_full)
+    with pytest.raises(DataError, match="No space left on device.*kept.*run again to resume"):
+        encode_to_disk(RaggedEncoder(), items, labels, tmp_path / "cache", batch_size=4, shard_items=16)
+    committed = sorted(p.name for p in (tmp_path / "cache").glob("*.json"))
+    assert "shard-00000.json" in committed and "shard-00001.json" not in committed
+    monkeypatch.undo()
+    again = RaggedEncoder()
+    disk = encode_to_disk(again, items, labels, tmp_path / "cache", batch_size=4, shard_items=16)
+    done_before = [i for name in committed for i in json.loads((tmp_path / "cache" / name).read_text())["items"]]
+    assert sorted(again.encoded + done_before) == items  # every item once over both runs
+    for got, expected in zip(disk.batch(items), in_memory(items, labels).batch(items)):
+        assert torch.equal(got, expected)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="could not make the feature cache's directory"):
+        encode_to_disk(RaggedEncoder(), items, labels, tmp_path / "a-file" / "cache")
 
 
 def test_the_cache_key_changes_with_the_inputs_and_the_encoder(tmp_path):
