@@ -155,6 +155,12 @@ def _load(path: Path, builder: str, **kwargs):
         raise DataError(f"{path} could not be read as {builder}: {type(cause).__name__}: {str(cause)[:300]}") from None
 
 
+def _column(part, name: str) -> list:
+    """A column of a loaded split as a list, converted from Arrow whole: iterating a `datasets` column formats it
+    row by row, 1.4 s against 0.04 s for 100,000 sentences."""
+    return part.with_format("arrow")[name].to_pylist()
+
+
 def _table_files(path: Path) -> dict[str, list[str]]:
     """A file is one split (its rows may carry a split column); a directory's files are named by their split."""
     if path.is_file():
@@ -189,8 +195,9 @@ def _text_rows(path: Path, args):
                             f"{', '.join(part.column_names)} (--text-column and --label-column name others)")
         label_feature = part.features[args.label_column]
         names = getattr(label_feature, "names", None)  # a ClassLabel
-        splits = part["split"] if "split" in part.column_names and len(files) == 1 else [split_name] * len(part)
-        for number, (text, label, split) in enumerate(zip(part[args.text_column], part[args.label_column], splits)):
+        splits = _column(part, "split") if "split" in part.column_names and len(files) == 1 else [split_name] * len(part)
+        for number, (text, label, split) in enumerate(zip(_column(part, args.text_column),
+                                                          _column(part, args.label_column), splits)):
             where = f"{split_name} row {number + 1}"
             if not isinstance(text, str) or not text.strip():
                 skipped.append({"item": where, "reason": "empty text"})
@@ -216,7 +223,7 @@ def _image_rows(path: Path, args):
             raise DataError(f"{path}: no class folders (one subfolder per class) and no label in a metadata.csv")
         part = part.cast_column("image", datasets.Image(decode=False))
         names = getattr(part.features["label"], "names", None)
-        for entry, label in zip(part["image"], part["label"]):
+        for entry, label in zip(_column(part, "image"), _column(part, "label")):
             file = entry["path"]
             try:
                 with Image.open(file) as image:
