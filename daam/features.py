@@ -184,6 +184,7 @@ class ShardWriter:
     def __init__(self, directory: Path, depth: int = 8) -> None:
         self.directory, self.depth, self.pending, self.rows = directory, depth, collections.deque(), None
         self.thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="daam-shard-writer")
+        self.failed = False  # once a write fails, nothing after it runs: no index over rows with a batch missing
 
     def open(self, rows_path: Path) -> None:
         self._submit(self._open, rows_path)
@@ -207,7 +208,7 @@ class ShardWriter:
                 self._settle(future)
 
     def _submit(self, job, *args) -> None:
-        self.pending.append(self.thread.submit(job, *args))
+        self.pending.append(self.thread.submit(self._run, job, *args))
         while self.pending and (len(self.pending) > self.depth or self.pending[0].done()):
             self._settle(self.pending.popleft())
 
@@ -221,6 +222,15 @@ class ShardWriter:
                             "resume.") from error
 
     # On the writer's thread:
+    def _run(self, job, *args) -> None:
+        if self.failed:
+            return
+        try:
+            job(*args)
+        except BaseException:
+            self.failed = True
+            raise
+
     def _open(self, rows_path: Path) -> None:
         self.rows = open(rows_path, "wb")
 

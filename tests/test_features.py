@@ -68,6 +68,7 @@ def test_a_killed_run_resumes_from_its_last_complete_shard(tmp_path):
 
 def test_a_full_disk_is_said_and_the_rerun_resumes(tmp_path, monkeypatch):
     import errno
+    import threading
 
     import daam.features
 
@@ -91,6 +92,27 @@ def test_a_full_disk_is_said_and_the_rerun_resumes(tmp_path, monkeypatch):
     assert sorted(again.encoded + done_before) == items  # every item once over both runs
     for got, expected in zip(disk.batch(items), in_memory(items, labels).batch(items)):
         assert torch.equal(got, expected)
+    # A write that fails once, the disk then freed, after its shard's commit was asked for: that shard, and every
+    # one after, stay uncommitted.
+    writes, commit_asked, commit = [], threading.Event(), daam.features.ShardWriter.commit
+
+    def write_failing_once(self, buffer) -> None:
+        writes.append(len(buffer))
+        if len(writes) == 6:  # the second batch of the second shard
+            commit_asked.wait(timeout=10)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.rows.write(buffer)
+
+    def asking(self, index, summary) -> None:
+        commit(self, index, summary)
+        commit_asked.set()
+
+    monkeypatch.setattr(daam.features.ShardWriter, "_write", write_failing_once)
+    monkeypatch.setattr(daam.features.ShardWriter, "commit", asking)
+    with pytest.raises(DataError, match="No space left"):
+        encode_to_disk(RaggedEncoder(), items, labels, tmp_path / "flaky", batch_size=4, shard_items=16)
+    assert sorted(p.name for p in (tmp_path / "flaky").glob("*.json")) == ["shard-00000.json"]  # batches 1-4
+    monkeypatch.undo()
     (tmp_path / "a-file").write_text("")
     with pytest.raises(DataError, match="could not make the feature cache's directory"):
         encode_to_disk(RaggedEncoder(), items, labels, tmp_path / "a-file" / "cache")
