@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, on a machine with CUDA: the tests that run there, the fused path against eager,
-# bench_core, bench_scale with a process per GPU, and each endpoint of the app serving on CUDA. Each step prints its own result; a failing step is
-# reported and the next one still runs, and the script exits non-zero if any failed.
+# bench_core, bench_scale with a process per GPU, and each endpoint of the app serving on CUDA. Each step prints its
+# own result; a failing step is reported and the next one still runs, and the script exits non-zero if any failed.
 #
 #     bash benchmarks/gpu_check.sh            # from the repository root; logs go to $OUT (default /tmp/gpu-check)
 #
