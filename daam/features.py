@@ -179,7 +179,8 @@ class ShardWriter:
     the order given, so that it overlaps the encoder's next batches instead of adding to them: the thread waits on
     the disk with the GIL released. At most `depth` writes wait, holding their batches in memory. A failed write
     (a full disk) is raised, as a DataError, by the next call from the encoding side or on leaving the `with`,
-    which first finishes what was given: a shard whose rows were all given is committed even if encoding failed."""
+    which first finishes what was given: a shard whose rows were all given is committed even if encoding failed.
+    After a failed write nothing more runs, so no shard is committed over rows with a batch missing."""
 
     def __init__(self, directory: Path, depth: int = 8) -> None:
         self.directory, self.depth, self.pending, self.rows = directory, depth, collections.deque(), None
